@@ -1,0 +1,3 @@
+from pmtrec.cli import main
+
+raise SystemExit(main())

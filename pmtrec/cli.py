@@ -1,0 +1,136 @@
+"""Command line: ``pmtrec prepare``, ``pmtrec train``, ``pmtrec methods``, ``pmtrec config``.
+
+Every user-facing error is one line on stderr and a non-zero exit status.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from pmtrec import __version__
+from pmtrec.errors import PmtrecError
+
+EPILOG = ("Configuration: the packaged defaults (pmtrec config --show), then --config FILE, then each --set "
+          "key.path=value in order. Keys are documented in config/README.md.")
+
+
+def _add_config_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--config", "-c", metavar="FILE", help="YAML run config merged over the defaults")
+    p.add_argument("--set", "-s", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="override one config key, e.g. --set train.epochs=5 (repeatable; value parsed as YAML)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="pmtrec", description=__doc__.splitlines()[0], epilog=EPILOG)
+    parser.add_argument("--version", action="version", version=f"pmtrec {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("prepare", help="raw dataset -> canonical prepared dataset (parquet + statistics)",
+                       description="Load the source named by dataset.source (mirror, cache or download), "
+                                   "filter, split and write the canonical prepared dataset.", epilog=EPILOG)
+    _add_config_args(p)
+    p.add_argument("--dataset", help="shorthand for --set dataset.source=NAME")
+    p.add_argument("--out", "-o", required=True, metavar="DIR", help="output folder (written atomically)")
+
+    p = sub.add_parser("train", help="train one model with one method and write the result JSON",
+                       description="Train MF on the main task plus the auxiliary tasks the dataset has, "
+                                   "combining them with --method; early stopping on validation NDCG@20; "
+                                   "test metrics at the best epoch.", epilog=EPILOG)
+    _add_config_args(p)
+    p.add_argument("--data", "-d", metavar="DIR",
+                   help="prepared dataset folder (from `pmtrec prepare`); default: prepare from the config in memory")
+    p.add_argument("--method", "-m", help="method name (see `pmtrec methods`); shorthand for --set train.method=NAME")
+    p.add_argument("--seed", type=int, help="shorthand for --set train.seed=N")
+    p.add_argument("--epochs", type=int, help="shorthand for --set train.epochs=N")
+    p.add_argument("--device", help="auto (CUDA when available), cpu, cuda or cuda:N")
+    p.add_argument("--threads", type=int, help="torch intra-op threads for this run")
+    p.add_argument("--out", "-o", metavar="FILE", help="result JSON (written atomically); default: print a summary only")
+    p.add_argument("--checkpoint", metavar="FILE",
+                   help="checkpoint written every epoch; an existing one of the same config is resumed")
+    p.add_argument("--quiet", "-q", action="store_true", help="no progress bars or per-epoch lines")
+
+    sub.add_parser("methods", help="list the available methods and variants")
+    p = sub.add_parser("config", help="print the resolved configuration as YAML")
+    _add_config_args(p)
+    return parser
+
+
+def _resolve(args) -> dict:
+    from pmtrec.config import load_config
+
+    overrides = list(args.overrides)
+    shorthands = {"dataset": "dataset.source", "method": "train.method", "seed": "train.seed",
+                  "epochs": "train.epochs", "device": "train.device", "threads": "train.threads"}
+    for attr, key in shorthands.items():
+        value = getattr(args, attr, None)
+        if value is not None:
+            overrides.append(f"{key}={value}")
+    if getattr(args, "quiet", False):
+        overrides.append("train.progress=false")
+    return load_config(args.config, overrides)
+
+
+def cmd_prepare(args) -> int:
+    from pmtrec.data import prepare_dataset
+
+    cfg = _resolve(args)
+    prepare_dataset(cfg, args.out)
+    print(f"prepared dataset written to {args.out}")
+    return 0
+
+
+def cmd_train(args) -> int:
+    from pmtrec.data import load_source, preprocess, read_prepared
+    from pmtrec.io import write_json
+    from pmtrec.train import train
+
+    cfg = _resolve(args)
+    data = read_prepared(args.data) if args.data else preprocess(load_source(cfg), cfg["preprocess"])
+    log = (lambda *_: None) if args.quiet else print
+    result = train(cfg, data, checkpoint=args.checkpoint, log=log)
+    if args.out:
+        write_json(args.out, result)
+    t = result["test"]["overall"]
+    print(f"{result['method']} on {result['dataset']} (seed {result['seed']}): best epoch {result['best_epoch']}, "
+          f"test recall@20={t['recall@20']:.4f} ndcg@20={t['ndcg@20']:.4f}, "
+          f"{result['epoch_time_s']:.2f}s/epoch" + (f" -> {args.out}" if args.out else ""))
+    return 0
+
+
+def cmd_methods(args) -> int:
+    from pmtrec.methods import METHODS, VARIANTS
+
+    for name in sorted(METHODS):
+        doc = (METHODS[name].__doc__ or "").strip().splitlines()[0]
+        print(f"{name:22s} {doc}")
+    for name, (base, params) in sorted(VARIANTS.items()):
+        print(f"{name:22s} {base} with {json.dumps(params)}")
+    print(f"{'mostpop':22s} popularity ranking (no training)")
+    return 0
+
+
+def cmd_config(args) -> int:
+    import yaml
+
+    print(yaml.safe_dump(_resolve(args), sort_keys=False), end="")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    handler = {"prepare": cmd_prepare, "train": cmd_train, "methods": cmd_methods, "config": cmd_config}
+    try:
+        return handler[args.command](args)
+    except PmtrecError as exc:
+        print(f"pmtrec: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("pmtrec: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,138 @@
+"""The method interface: how the task losses or task gradients of one step are combined.
+
+A method is small and sees only what one step gives it (a :class:`StepContext`):
+the per-task losses and, on demand, the per-task gradients with respect to the
+embedding rows the batch touched. It returns a :class:`StepOutput`; the trainer
+owns the loop, the optimizer and the parameters.
+
+Two families share the interface:
+
+* :class:`LossWeighting` methods return task weights; the trainer backpropagates
+  ``sum_k w_k L_k`` once (plus the method's own ``extra_loss``, e.g. UW's regulariser).
+* :class:`GradientMethod` methods read ``ctx.grads()`` (tasks x rows x dim) and return
+  the combined row gradient; each task's own parameters (e.g. category embeddings)
+  get that task's gradient scaled by ``task_param_scale`` (1 unless the method says).
+
+Methods are ``nn.Module`` so their state (learned log-variances, moving averages)
+moves with ``.to(device)`` and is checkpointed with ``state_dict``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable, ClassVar, Sequence
+
+import torch
+from torch import nn
+
+
+@dataclass
+class StepContext:
+    """What a method may see of one training step."""
+
+    losses: torch.Tensor                 # [K] task losses, attached to the autograd graph
+    task_names: tuple[str, ...]          # task 0 is the main task
+    rows: torch.Tensor                   # [R, d] leaf: the touched user rows, then item rows
+    n_user_rows: int                     # rows[:n_user_rows] are users
+    row_ids: torch.Tensor                # [R] id of each row within its table
+    touched: torch.Tensor                # [K, R] bool: task k's loss depends on row r
+    task_params: list[list[nn.Parameter]]  # each task's own parameters
+    epoch: int                           # 0-based
+    epochs: int                          # planned number of epochs
+    step: int                            # global step counter, 0-based
+    recompute_losses: Callable[[], torch.Tensor] | None = None  # [K] losses at current params, same batch
+    _grads: torch.Tensor | None = field(default=None, repr=False)
+    _param_grads: list[list[torch.Tensor]] | None = field(default=None, repr=False)
+
+    @property
+    def n_tasks(self) -> int:
+        return len(self.task_names)
+
+    def grads(self) -> torch.Tensor:
+        """Per-task gradients w.r.t. the touched rows: [K, R, d] (zero where a task does not touch a row)."""
+        if self._grads is None:
+            rows_grads, param_grads = [], []
+            last = self.n_tasks - 1
+            for k in range(self.n_tasks):
+                inputs = [self.rows, *self.task_params[k]]
+                out = torch.autograd.grad(self.losses[k], inputs, retain_graph=k < last, allow_unused=True)
+                rows_grads.append(out[0] if out[0] is not None else torch.zeros_like(self.rows))
+                param_grads.append([g if g is not None else torch.zeros_like(p)
+                                    for g, p in zip(out[1:], self.task_params[k])])
+            self._grads = torch.stack(rows_grads)
+            self._param_grads = param_grads
+        return self._grads
+
+    def param_grads(self) -> list[list[torch.Tensor]]:
+        """Each task's gradient w.r.t. its own parameters (computed with :meth:`grads`)."""
+        self.grads()
+        assert self._param_grads is not None
+        return self._param_grads
+
+    @property
+    def grads_computed(self) -> bool:
+        return self._grads is not None
+
+
+@dataclass
+class StepOutput:
+    weights: torch.Tensor                       # [K] task weights used (detached), for logging
+    loss: torch.Tensor | None = None            # scalar to backpropagate (loss weighting)
+    row_grad: torch.Tensor | None = None        # [R, d] combined row gradient (gradient methods)
+    task_param_scale: torch.Tensor | None = None  # [K] scale of each task's own-parameter gradient
+    row_weights: torch.Tensor | None = None     # [R, K] per-row task weights (personalised methods)
+
+
+class Method(nn.Module):
+    """Base class of every multi-task method. Subclasses set ``name``."""
+
+    name: ClassVar[str]
+    uses_grads: ClassVar[bool] = False
+    main_only: ClassVar[bool] = False  # True: the trainer builds the main task alone
+
+    def __init__(self, task_names: Sequence[str]) -> None:
+        super().__init__()
+        self.task_names = tuple(task_names)
+
+    @property
+    def n_tasks(self) -> int:
+        return len(self.task_names)
+
+    def step(self, ctx: StepContext) -> StepOutput:
+        raise NotImplementedError
+
+    def after_step(self, ctx: StepContext) -> None:
+        """Called after the optimizer step (e.g. FAMO reads the losses at the new parameters)."""
+
+    def end_epoch(self, epoch: int, mean_losses: torch.Tensor) -> None:
+        """Called once per epoch with the epoch's mean task losses (e.g. DWA)."""
+
+
+class LossWeighting(Method):
+    """Combines the task losses with weights; one backward pass per step."""
+
+    def weights(self, ctx: StepContext) -> torch.Tensor:
+        raise NotImplementedError
+
+    def extra_loss(self, ctx: StepContext) -> torch.Tensor | None:
+        return None
+
+    def step(self, ctx: StepContext) -> StepOutput:
+        w = self.weights(ctx)
+        loss = (w * ctx.losses).sum()
+        extra = self.extra_loss(ctx)
+        if extra is not None:
+            loss = loss + extra
+        return StepOutput(weights=w.detach(), loss=loss)
+
+
+class GradientMethod(Method):
+    """Combines per-task row gradients [K, R, d] into one row gradient [R, d]."""
+
+    uses_grads = True
+
+    def aggregate(self, grads: torch.Tensor, ctx: StepContext) -> StepOutput:
+        raise NotImplementedError
+
+    def step(self, ctx: StepContext) -> StepOutput:
+        return self.aggregate(ctx.grads(), ctx)

@@ -1,0 +1,31 @@
+"""The two reference points: the main task alone, and the equal-weight sum of all tasks."""
+
+from __future__ import annotations
+
+import torch
+
+from pmtrec.methods.base import LossWeighting, StepContext
+from pmtrec.methods.registry import register
+
+
+@register
+class Single(LossWeighting):
+    """Main task only (weight 1 on task 0, 0 elsewhere): the no-multi-task baseline."""
+
+    name = "single"
+    main_only = True
+
+    def weights(self, ctx: StepContext) -> torch.Tensor:
+        w = torch.zeros(ctx.n_tasks, device=ctx.losses.device)
+        w[0] = 1.0
+        return w
+
+
+@register
+class EqualWeight(LossWeighting):
+    """EW: the plain sum of the task losses."""
+
+    name = "ew"
+
+    def weights(self, ctx: StepContext) -> torch.Tensor:
+        return torch.ones(ctx.n_tasks, device=ctx.losses.device)

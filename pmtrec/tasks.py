@@ -1,0 +1,161 @@
+"""Training tasks: each one samples its batch and defines its loss on embedding rows.
+
+A task never sees the embedding tables. It names the rows it needs as *fields*
+(field -> (table, global ids); table None passes a tensor through unchanged, e.g.
+labels); the trainer gathers those rows once for all tasks
+as leaf tensors, so that per-task gradients exist for exactly the touched rows,
+and hands each task the gathered embeddings of its fields. How task losses are
+combined is the method's business, not the task's.
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from pmtrec.data.sampling import NegativeSampler
+from pmtrec.errors import ConfigError
+
+Fields = dict[str, tuple[str | None, torch.Tensor]]
+
+
+def bpr_loss(anchor: torch.Tensor, pos: torch.Tensor, neg: torch.Tensor) -> torch.Tensor:
+    """Bayesian personalised ranking: -log sigmoid(<a,p> - <a,n>), mean over the batch."""
+    diff = (anchor * pos).sum(-1) - (anchor * neg).sum(-1)
+    return -F.logsigmoid(diff).mean()
+
+
+class Task(nn.Module):
+    """Base class. Subclasses set ``name`` and implement ``sample`` and ``loss``."""
+
+    name: ClassVar[str]
+    main: ClassVar[bool] = False
+
+    def sample(self, size: int, generator: torch.Generator) -> Fields:
+        raise NotImplementedError
+
+    def loss(self, rows: dict[str, torch.Tensor]) -> torch.Tensor:
+        raise NotImplementedError
+
+
+class _EdgeBPRTask(Task):
+    """BPR over (anchor, positive) edges with uniformly sampled negatives."""
+
+    tables: ClassVar[tuple[str, str]]
+
+    def __init__(self, edges: np.ndarray, n_dst: int) -> None:
+        super().__init__()
+        edges_t = torch.as_tensor(edges, dtype=torch.long)
+        self.register_buffer("src", edges_t[:, 0].contiguous(), persistent=False)
+        self.register_buffer("dst", edges_t[:, 1].contiguous(), persistent=False)
+        self.sampler = NegativeSampler(self.src, self.dst, n_dst)
+
+    def _apply(self, fn, recurse=True):  # keep the sampler on the module's device
+        out = super()._apply(fn, recurse)
+        self.sampler = self.sampler.to(self.src.device)
+        return out
+
+    def edges_for(self, idx: torch.Tensor, generator: torch.Generator) -> Fields:
+        src, dst = self.src[idx], self.dst[idx]
+        neg = self.sampler.sample(src, generator=generator)
+        a, b = self.tables
+        return {"anchor": (a, src), "pos": (b, dst), "neg": (b, neg)}
+
+    def sample(self, size: int, generator: torch.Generator) -> Fields:
+        idx = torch.randint(len(self.src), (size,), generator=generator, device=generator.device)
+        return self.edges_for(idx, generator)
+
+    def loss(self, rows: dict[str, torch.Tensor]) -> torch.Tensor:
+        return bpr_loss(rows["anchor"], rows["pos"], rows["neg"])
+
+
+class RecTask(_EdgeBPRTask):
+    """Main task: BPR on (user, interacted item, non-interacted item); iterated by epochs."""
+
+    name = "rec"
+    main = True
+    tables = ("user", "item")
+
+    def epoch_batches(self, batch_size: int, generator: torch.Generator):
+        """One pass over the training interactions in shuffled batches."""
+        perm = torch.randperm(len(self.src), generator=generator, device=generator.device)
+        for start in range(0, len(perm), batch_size):
+            yield self.edges_for(perm[start:start + batch_size], generator)
+
+    def n_batches(self, batch_size: int) -> int:
+        return -(-len(self.src) // batch_size)
+
+
+class SocialTask(_EdgeBPRTask):
+    """BPR on (user, friend, non-friend): socially linked users should be close."""
+
+    name = "social"
+    tables = ("user", "user")
+
+
+class CoviewTask(_EdgeBPRTask):
+    """BPR on (item, co-viewed item, other item)."""
+
+    name = "coview"
+    tables = ("item", "item")
+
+
+class CategoryTask(Task):
+    """Cross-entropy of item embeddings against learned category embeddings."""
+
+    name = "category"
+
+    def __init__(self, item_category: np.ndarray, n_categories: int, dim: int, init_std: float = 0.1,
+                 generator: torch.Generator | None = None) -> None:
+        super().__init__()
+        pairs = torch.as_tensor(item_category, dtype=torch.long)
+        self.register_buffer("items", pairs[:, 0].contiguous(), persistent=False)
+        self.register_buffer("labels", pairs[:, 1].contiguous(), persistent=False)
+        self.category = nn.Parameter(torch.empty(n_categories, dim))
+        with torch.no_grad():
+            self.category.normal_(0.0, init_std, generator=generator)
+
+    def sample(self, size: int, generator: torch.Generator) -> Fields:
+        idx = torch.randint(len(self.items), (size,), generator=generator, device=generator.device)
+        return {"item": ("item", self.items[idx]), "label": (None, self.labels[idx])}
+
+    def loss(self, rows: dict[str, torch.Tensor]) -> torch.Tensor:
+        return F.cross_entropy(rows["item"] @ self.category.T, rows["label"])
+
+
+TASKS = {cls.name: cls for cls in (RecTask, SocialTask, CoviewTask, CategoryTask)}
+
+
+def build_tasks(data, cfg: dict, generator: torch.Generator | None = None) -> list[Task]:
+    """The main task plus every auxiliary task the dataset supports and the config allows.
+
+    ``cfg["tasks"][name]`` is ``auto`` (on if the dataset has the relation), ``true``
+    (required: an error if the relation is missing) or ``false``.
+    """
+    dim, std = cfg["model"]["dim"], cfg["model"]["init_std"]
+    available = {
+        "social": data.social is not None and len(data.social) > 0,
+        "category": data.item_category is not None and len(data.item_category) > 0,
+        "coview": data.coview is not None and len(data.coview) > 0,
+    }
+    tasks: list[Task] = [RecTask(data.train, data.n_items)]
+    for name, setting in cfg["tasks"].items():
+        if name not in available:
+            raise ConfigError(f"tasks.{name}: unknown task (known: {', '.join(available)})")
+        if setting not in ("auto", True, False):
+            raise ConfigError(f"tasks.{name}: must be auto, true or false, got {setting!r}")
+        if setting is False or (setting == "auto" and not available[name]):
+            continue
+        if not available[name]:
+            raise ConfigError(f"tasks.{name}: dataset '{data.name}' has no {name} relation")
+        if name == "social":
+            tasks.append(SocialTask(data.social, data.n_users))
+        elif name == "coview":
+            tasks.append(CoviewTask(data.coview, data.n_items))
+        else:
+            tasks.append(CategoryTask(data.item_category, data.n_categories, dim, std, generator))
+    return tasks

@@ -1,0 +1,467 @@
+"""The training loop: sample every task, gather the touched rows, let the method combine, step.
+
+One step works on the embedding *rows* the batch touches, never on whole tables:
+the rows of every task's fields are deduplicated per table and gathered once into
+a leaf tensor ``rows`` [R, d] (users first, then items). Task losses are computed
+from it, so per-task gradients (tasks x rows x dim) cost one small backward each,
+and the combined row gradient is written back into the tables' ``.grad`` (dense
+Adam) or as a row-sparse gradient (``lazy_adam``: torch's SparseAdam).
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import os
+import platform
+import resource
+import subprocess
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+import pmtrec
+from pmtrec import evaluate as ev
+from pmtrec.config import config_hash
+from pmtrec.errors import ConfigError, TrainingError
+from pmtrec.io import atomic_path
+from pmtrec.methods import Method, StepContext, build_method
+from pmtrec.model import MF
+from pmtrec.tasks import Fields, RecTask, Task, build_tasks
+
+EARLY_STOP_METRIC = "ndcg@20"
+
+
+def resolve_device(spec: str) -> torch.device:
+    if spec == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(spec)
+    except RuntimeError:
+        raise ConfigError(f"train.device: unknown device '{spec}' (use auto, cpu, cuda or cuda:N)") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ConfigError(f"train.device: '{spec}' requested but CUDA is not available")
+    return device
+
+
+@dataclass
+class StepBatch:
+    """The rows one step touches and, per task, where each field's rows sit in ``rows``."""
+
+    user_ids: torch.Tensor                   # unique user ids [U]
+    item_ids: torch.Tensor                   # unique item ids [I]
+    task_index: list[dict[str, torch.Tensor]]  # per task: field -> local row index (or passthrough tensor)
+    passthrough: list[set[str]]              # per task: fields that are not rows
+    touched: torch.Tensor                    # [K, U + I] bool
+
+
+def gather_batch(fields: list[Fields]) -> StepBatch:
+    """Deduplicate the ids of all tasks' fields per table and index them locally."""
+    per_table: dict[str, list[torch.Tensor]] = {"user": [], "item": []}
+    for task_fields in fields:
+        for table, ids in task_fields.values():
+            if table is not None:
+                per_table[table].append(ids)
+    uniq, inverse = {}, {}
+    for table, chunks in per_table.items():
+        cat = torch.cat(chunks) if chunks else torch.empty(0, dtype=torch.long)
+        uniq[table], inverse[table] = torch.unique(cat, return_inverse=True)
+    n_u = len(uniq["user"])
+    offset = {"user": 0, "item": n_u}
+    cursor = {"user": 0, "item": 0}
+    R = n_u + len(uniq["item"])
+    device = uniq["user"].device
+    touched = torch.zeros(len(fields), R, dtype=torch.bool, device=device)
+    task_index, passthrough = [], []
+    for k, task_fields in enumerate(fields):
+        index, through = {}, set()
+        for name, (table, ids) in task_fields.items():
+            if table is None:
+                index[name] = ids
+                through.add(name)
+                continue
+            start = cursor[table]
+            cursor[table] += len(ids)
+            local = inverse[table][start:start + len(ids)] + offset[table]
+            index[name] = local
+            touched[k, local] = True
+        task_index.append(index)
+        passthrough.append(through)
+    return StepBatch(uniq["user"], uniq["item"], task_index, passthrough, touched)
+
+
+def task_losses(tasks: list[Task], batch: StepBatch, rows: torch.Tensor) -> torch.Tensor:
+    losses = []
+    for task, index, through in zip(tasks, batch.task_index, batch.passthrough):
+        feed = {name: (idx if name in through else rows[idx]) for name, idx in index.items()}
+        losses.append(task.loss(feed))
+    return torch.stack(losses)
+
+
+class EpochLog:
+    """Per-epoch accumulators, kept on the device so the hot path never syncs."""
+
+    def __init__(self, n_tasks: int, n_users: int, n_items: int, device: torch.device) -> None:
+        z = lambda *s: torch.zeros(*s, device=device, dtype=torch.float64)  # noqa: E731
+        self.steps = 0
+        self.loss_sum, self.weight_sum = z(n_tasks), z(n_tasks)
+        self.cos_sum, self.cos_steps = z(n_tasks, n_tasks), 0
+        self.user_w, self.user_n = z(n_users, n_tasks), z(n_users)
+        self.item_w, self.item_n = z(n_items, n_tasks), z(n_items)
+        self.has_rows = False
+
+    def add(self, ctx: StepContext, out, batch: StepBatch) -> None:
+        self.steps += 1
+        self.loss_sum += ctx.losses.detach()
+        self.weight_sum += out.weights
+        if ctx.grads_computed:
+            flat = ctx.grads().flatten(1)
+            unit = flat / flat.norm(dim=1, keepdim=True).clamp_min(1e-12)
+            self.cos_sum += unit @ unit.T
+            self.cos_steps += 1
+        if out.row_weights is not None:
+            self.has_rows = True
+            n_u = ctx.n_user_rows
+            rw = out.row_weights.detach().double()
+            self.user_w.index_add_(0, batch.user_ids, rw[:n_u])
+            self.user_n.index_add_(0, batch.user_ids, torch.ones(n_u, device=rw.device, dtype=rw.dtype))
+            self.item_w.index_add_(0, batch.item_ids, rw[n_u:])
+            self.item_n.index_add_(0, batch.item_ids,
+                                   torch.ones(len(batch.item_ids), device=rw.device, dtype=rw.dtype))
+
+    def summary(self, task_names: tuple[str, ...], user_groups: np.ndarray, item_groups: np.ndarray) -> dict:
+        n = max(self.steps, 1)
+        out: dict[str, Any] = {
+            "loss": dict(zip(task_names, (self.loss_sum / n).tolist())),
+            "weight": dict(zip(task_names, (self.weight_sum / n).tolist())),
+        }
+        if self.cos_steps:
+            cos = (self.cos_sum / self.cos_steps).cpu().numpy()
+            out["grad_cosine"] = {f"{a}|{b}": float(cos[i, j]) for i, a in enumerate(task_names)
+                                  for j, b in enumerate(task_names) if i < j}
+        if self.has_rows:
+            out["row_weight_by_user_group"] = _group_means(self.user_w, self.user_n, user_groups, task_names)
+            out["row_weight_by_item_group"] = _group_means(self.item_w, self.item_n, item_groups, task_names)
+        return out
+
+
+def _group_means(wsum: torch.Tensor, count: torch.Tensor, groups: np.ndarray, task_names) -> dict:
+    """Mean per-row weight of each task, averaged over the row-visits in each group."""
+    g = torch.as_tensor(groups, device=wsum.device)
+    n_groups = int(groups.max()) + 1 if len(groups) else 0
+    gw = torch.zeros(n_groups, wsum.shape[1], dtype=wsum.dtype, device=wsum.device).index_add_(0, g, wsum)
+    gn = torch.zeros(n_groups, dtype=wsum.dtype, device=wsum.device).index_add_(0, g, count)
+    mean = (gw / gn.clamp_min(1)[:, None]).cpu().numpy()
+    return {str(i): dict(zip(task_names, mean[i].tolist())) for i in range(n_groups)}
+
+
+class Trainer:
+    """Trains one model with one method on one prepared dataset."""
+
+    def __init__(self, cfg: dict, data) -> None:
+        self.cfg, self.data = cfg, data
+        tcfg = cfg["train"]
+        self._check_train_config(tcfg)
+        self.device = resolve_device(tcfg["device"])
+        if tcfg.get("threads"):
+            torch.set_num_threads(int(tcfg["threads"]))
+        torch.manual_seed(int(tcfg["seed"]))
+        init_gen = torch.Generator().manual_seed(int(tcfg["seed"]))
+        self.model = MF(data.n_users, data.n_items, cfg["model"]["dim"], cfg["model"]["init_std"], init_gen)
+        method_name = tcfg["method"]
+        probe_cls = _method_class(method_name, tcfg.get("method_params") or {})
+        tasks = build_tasks(data, cfg, init_gen)
+        if probe_cls.main_only:
+            tasks = tasks[:1]
+        self.tasks: list[Task] = tasks
+        self.task_names = tuple(t.name for t in tasks)
+        self.method: Method = build_method(method_name, self.task_names, tcfg.get("method_params") or {})
+        self.model.to(self.device)
+        for t in self.tasks:
+            t.to(self.device)
+        self.method.to(self.device)
+        self.gen = torch.Generator(device=self.device).manual_seed(int(tcfg["seed"]) + 1)
+        self.batch_size = int(tcfg["batch_size"])
+        self.aux_batch_size = int(tcfg.get("aux_batch_size") or self.batch_size)
+        self.l2 = float(tcfg["l2"])
+        self.epochs = int(tcfg["epochs"])
+        self.sparse = tcfg["optimizer"] == "lazy_adam"
+        self._build_optimizers(float(tcfg["lr"]))
+        ecfg = cfg["eval"]
+        self.ks = tuple(int(k) for k in ecfg["ks"])
+        self.user_groups = ev.activity_groups(data.train, data.n_users, int(ecfg["groups"]), column=0)
+        self.item_groups = ev.activity_groups(data.train, data.n_items, int(ecfg["groups"]), column=1)
+        self.train_valid = np.concatenate([data.train, data.valid])
+        self.epoch = 0
+        self.global_step = 0
+        self.history: list[dict] = []
+        self.best: dict[str, Any] = {"epoch": -1, "score": -math.inf, "state": None, "bad_epochs": 0}
+        if not self.sparse:
+            self._grad_buf = {name: torch.zeros_like(self.model.table(name)) for name in MF.tables}
+
+    @staticmethod
+    def _check_train_config(tcfg: dict) -> None:
+        for key in ("epochs", "batch_size", "patience"):
+            if not isinstance(tcfg[key], int) or tcfg[key] < (0 if key == "epochs" else 1):
+                raise ConfigError(f"train.{key}: must be a {'non-negative' if key == 'epochs' else 'positive'} "
+                                  f"integer, got {tcfg[key]!r}")
+        for key in ("lr", "l2"):
+            if not isinstance(tcfg[key], (int, float)) or tcfg[key] < 0:
+                raise ConfigError(f"train.{key}: must be a non-negative number, got {tcfg[key]!r}")
+        if tcfg["optimizer"] not in ("adam", "lazy_adam"):
+            raise ConfigError(f"train.optimizer: must be adam or lazy_adam, got {tcfg['optimizer']!r}")
+
+    def _build_optimizers(self, lr: float) -> None:
+        tables = [self.model.user, self.model.item]
+        rest = [p for t in self.tasks for p in t.parameters()] + list(self.method.parameters())
+        self.optimizers: list[torch.optim.Optimizer] = []
+        if self.sparse:
+            self.optimizers.append(torch.optim.SparseAdam(tables, lr=lr))
+            if rest:
+                self.optimizers.append(torch.optim.Adam(rest, lr=lr))
+        else:
+            self.optimizers.append(torch.optim.Adam(tables + rest, lr=lr))
+
+    # ---- one step -------------------------------------------------------------------------
+    def _sample(self, rec_fields: Fields) -> list[Fields]:
+        return [rec_fields] + [t.sample(self.aux_batch_size, self.gen) for t in self.tasks[1:]]
+
+    def train_step(self, rec_fields: Fields, log: EpochLog, batch_no: int) -> None:
+        batch = gather_batch(self._sample(rec_fields))
+        user_w, item_w = self.model.user, self.model.item
+        rows = torch.cat([user_w.detach()[batch.user_ids], item_w.detach()[batch.item_ids]]).requires_grad_()
+        losses = task_losses(self.tasks, batch, rows)
+        self._check_finite(losses, batch_no)
+
+        def recompute() -> torch.Tensor:
+            with torch.no_grad():
+                fresh = torch.cat([user_w[batch.user_ids], item_w[batch.item_ids]])
+                return task_losses(self.tasks, batch, fresh)
+
+        ctx = StepContext(losses=losses, task_names=self.task_names, rows=rows,
+                          n_user_rows=len(batch.user_ids),
+                          row_ids=torch.cat([batch.user_ids, batch.item_ids]), touched=batch.touched,
+                          task_params=[list(t.parameters()) for t in self.tasks], epoch=self.epoch,
+                          epochs=self.epochs, step=self.global_step, recompute_losses=recompute)
+        for opt in self.optimizers:
+            opt.zero_grad(set_to_none=True)
+        out = self.method.step(ctx)
+        if out.loss is not None:
+            out.loss.backward()
+            row_grad = rows.grad
+        else:
+            row_grad = out.row_grad
+            scale = out.task_param_scale
+            for k, grads in enumerate(ctx.param_grads()):
+                for p, g in zip(ctx.task_params[k], grads):
+                    p.grad = g if scale is None else g * scale[k]
+        row_grad = row_grad + self.l2 * rows.detach()
+        self._write_row_grad(batch, row_grad)
+        for opt in self.optimizers:
+            opt.step()
+        if not self.sparse:  # clear only the rows written, not the whole table
+            self._grad_buf["user"].index_fill_(0, batch.user_ids, 0.0)
+            self._grad_buf["item"].index_fill_(0, batch.item_ids, 0.0)
+        self.method.after_step(ctx)
+        log.add(ctx, out, batch)
+        self.global_step += 1
+
+    def _write_row_grad(self, batch: StepBatch, row_grad: torch.Tensor) -> None:
+        n_u = len(batch.user_ids)
+        parts = {"user": (batch.user_ids, row_grad[:n_u]), "item": (batch.item_ids, row_grad[n_u:])}
+        for name, (ids, grad) in parts.items():
+            table = self.model.table(name)
+            if self.sparse:
+                table.grad = torch.sparse_coo_tensor(ids[None], grad, table.shape, is_coalesced=True,
+                                                     check_invariants=False)
+            else:
+                buf = self._grad_buf[name]
+                buf.index_copy_(0, ids, grad)
+                table.grad = buf
+
+    def _check_finite(self, losses: torch.Tensor, batch_no: int) -> None:
+        # On CPU the check is free; on GPU it would sync every step, so it runs per epoch there.
+        if self.device.type == "cpu" and not bool(torch.isfinite(losses).all()):
+            bad = [n for n, v in zip(self.task_names, losses.tolist()) if not math.isfinite(v)]
+            raise TrainingError(f"non-finite loss in task(s) {', '.join(bad)} with method "
+                                f"'{self.method.name}' at epoch {self.epoch + 1}, batch {batch_no + 1}")
+
+    # ---- epochs -----------------------------------------------------------------------------
+    def evaluate(self, split: str) -> ev.EvalResult:
+        targets = self.data.valid if split == "valid" else self.data.test
+        exclude = self.data.train if split == "valid" else self.train_valid
+        with torch.no_grad():
+            return ev.evaluate_ranking(ev.mf_score_fn(self.model.user.detach(), self.model.item.detach()),
+                                       self.data.n_users, self.data.n_items, targets, exclude, ks=self.ks,
+                                       batch_size=int(self.cfg["eval"]["batch_size"]), device=self.device,
+                                       user_groups=self.user_groups)
+
+    def run_epoch(self) -> dict:
+        rec: RecTask = self.tasks[0]  # type: ignore[assignment]
+        log = EpochLog(len(self.tasks), self.data.n_users, self.data.n_items, self.device)
+        t0 = time.perf_counter()
+        n_batches = rec.n_batches(self.batch_size)
+        bar = tqdm(rec.epoch_batches(self.batch_size, self.gen), total=n_batches, leave=False,
+                   desc=f"epoch {self.epoch + 1}/{self.epochs}", disable=not self.cfg["train"].get("progress", True))
+        for b, rec_fields in enumerate(bar):
+            self.train_step(rec_fields, log, b)
+        mean_losses = log.loss_sum / max(log.steps, 1)
+        if not bool(torch.isfinite(mean_losses).all()):
+            raise TrainingError(f"non-finite loss with method '{self.method.name}' in epoch {self.epoch + 1}")
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+        train_time = time.perf_counter() - t0
+        self.method.end_epoch(self.epoch, mean_losses.float())
+        t1 = time.perf_counter()
+        valid = self.evaluate("valid")
+        entry = {"epoch": self.epoch + 1, "train_time_s": train_time, "eval_time_s": time.perf_counter() - t1,
+                 "valid": valid.metrics, **log.summary(self.task_names, self.user_groups, self.item_groups)}
+        return entry
+
+    def fit(self, checkpoint: str | Path | None = None, log=print) -> dict:
+        """Train with early stopping; return the result dictionary (see :func:`result_record`)."""
+        wall0 = time.perf_counter()
+        if checkpoint is not None and Path(checkpoint).exists():
+            self.load_checkpoint(checkpoint)
+            log(f"resumed from {checkpoint} at epoch {self.epoch}")
+        patience = int(self.cfg["train"]["patience"])
+        while self.epoch < self.epochs and self.best["bad_epochs"] < patience:
+            entry = self.run_epoch()
+            self.epoch += 1
+            score = entry["valid"][EARLY_STOP_METRIC]
+            if score > self.best["score"]:
+                self.best.update(epoch=self.epoch, score=score, bad_epochs=0, state=self._model_state())
+            else:
+                self.best["bad_epochs"] += 1
+            self.history.append(entry)
+            losses = " ".join(f"{k}={v:.4f}" for k, v in entry["loss"].items())
+            log(f"epoch {self.epoch:3d} | {losses} | valid {EARLY_STOP_METRIC}={score:.4f} "
+                f"recall@20={entry['valid']['recall@20']:.4f} | {entry['train_time_s']:.2f}s"
+                + (" *" if self.best["epoch"] == self.epoch else ""))
+            if checkpoint is not None:
+                self.save_checkpoint(checkpoint)
+        if self.best["state"] is not None:
+            self._load_model_state(self.best["state"])
+        valid, test = self.evaluate("valid"), self.evaluate("test")
+        return result_record(self.cfg, self.data, valid, test, best_epoch=self.best["epoch"],
+                             history=self.history, device=self.device, task_names=self.task_names,
+                             wall_time=time.perf_counter() - wall0)
+
+    # ---- state --------------------------------------------------------------------------------
+    def _model_state(self) -> dict:
+        return {"model": copy.deepcopy(self.model.state_dict()),
+                "tasks": [copy.deepcopy(t.state_dict()) for t in self.tasks]}
+
+    def _load_model_state(self, state: dict) -> None:
+        self.model.load_state_dict(state["model"])
+        for t, s in zip(self.tasks, state["tasks"]):
+            t.load_state_dict(s)
+
+    def save_checkpoint(self, path: str | Path) -> None:
+        state = {
+            "config_hash": config_hash(self.cfg), "epoch": self.epoch, "global_step": self.global_step,
+            **self._model_state(), "method": self.method.state_dict(),
+            "optimizers": [o.state_dict() for o in self.optimizers], "generator": self.gen.get_state(),
+            "torch_rng": torch.get_rng_state(), "history": self.history, "best": self.best,
+        }
+        with atomic_path(path) as tmp:
+            torch.save(state, tmp)
+
+    def load_checkpoint(self, path: str | Path) -> None:
+        try:
+            state = torch.load(path, map_location=self.device, weights_only=False)
+        except Exception as exc:  # a truncated or foreign file
+            raise TrainingError(f"{path}: unreadable checkpoint ({type(exc).__name__}); delete it to restart") from None
+        if state.get("config_hash") != config_hash(self.cfg):
+            raise TrainingError(f"{path}: checkpoint belongs to another config; delete it to restart")
+        self._load_model_state(state)
+        self.method.load_state_dict(state["method"])
+        for o, s in zip(self.optimizers, state["optimizers"]):
+            o.load_state_dict(s)
+        self.gen.set_state(state["generator"].to("cpu") if self.device.type == "cpu" else state["generator"])
+        torch.set_rng_state(state["torch_rng"].cpu())
+        self.epoch, self.global_step = state["epoch"], state["global_step"]
+        self.history, self.best = state["history"], state["best"]
+
+
+def _method_class(name: str, params: dict):
+    from pmtrec.methods.registry import resolve
+
+    return resolve(name, params)[0]
+
+
+# ---- results ---------------------------------------------------------------------------------
+def git_commit() -> str:
+    root = Path(pmtrec.__file__).resolve().parent.parent
+    try:
+        out = subprocess.run(["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True, text=True,
+                             timeout=5)
+        return out.stdout.strip() or "unknown"
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+
+
+def peak_memory_mb(device: torch.device) -> dict:
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
+    out = {"host_peak_rss_mb": rss}
+    if device.type == "cuda":
+        out["device_peak_mb"] = torch.cuda.max_memory_allocated(device) / 2**20
+    return out
+
+
+def describe_device(device: torch.device) -> str:
+    if device.type == "cuda":
+        return f"cuda ({torch.cuda.get_device_name(device)})"
+    return f"cpu ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)"
+
+
+def result_record(cfg: dict, data, valid: ev.EvalResult, test: ev.EvalResult, *, best_epoch: int,
+                  history: list[dict], device: torch.device, task_names: tuple[str, ...],
+                  wall_time: float) -> dict:
+    times = [h["train_time_s"] for h in history]
+    return {
+        "schema": "pmtrec.result/1",
+        "dataset": data.name, "method": cfg["train"]["method"], "seed": cfg["train"]["seed"],
+        "tasks": list(task_names),
+        "valid": valid.to_dict(), "test": test.to_dict(),
+        "best_epoch": best_epoch, "epochs_run": len(history),
+        "epoch_time_s": float(np.mean(times)) if times else 0.0,
+        "wall_time_s": wall_time,
+        "memory": peak_memory_mb(device),
+        "device": describe_device(device),
+        "curves": history,
+        "config": cfg, "config_hash": config_hash(cfg),
+        "version": pmtrec.__version__, "git_commit": git_commit(),
+        "host": platform.node(), "pid": os.getpid(),
+    }
+
+
+def run_mostpop(cfg: dict, data) -> dict:
+    """The popularity baseline: every user gets items ranked by training popularity."""
+    t0 = time.perf_counter()
+    device = resolve_device(cfg["train"]["device"])
+    pop = ev.mostpop_scores(data.train, data.n_items).to(device)
+    groups = ev.activity_groups(data.train, data.n_users, int(cfg["eval"]["groups"]), column=0)
+
+    def score(users: torch.Tensor) -> torch.Tensor:
+        return pop.expand(len(users), -1)
+
+    ks = tuple(int(k) for k in cfg["eval"]["ks"])
+    bs = int(cfg["eval"]["batch_size"])
+    valid = ev.evaluate_ranking(score, data.n_users, data.n_items, data.valid, data.train, ks, bs, device, groups)
+    test = ev.evaluate_ranking(score, data.n_users, data.n_items, data.test,
+                               np.concatenate([data.train, data.valid]), ks, bs, device, groups)
+    return result_record(cfg, data, valid, test, best_epoch=0, history=[], device=device, task_names=("rec",),
+                         wall_time=time.perf_counter() - t0)
+
+
+def train(cfg: dict, data, checkpoint: str | Path | None = None, log=print) -> dict:
+    """Train (or, for ``mostpop``, just rank) and return the result record."""
+    if cfg["train"]["method"] == "mostpop":
+        return run_mostpop(cfg, data)
+    return Trainer(cfg, data).fit(checkpoint=checkpoint, log=log)
