@@ -83,12 +83,12 @@ def cmd_prepare(args) -> int:
 
 
 def cmd_train(args) -> int:
-    from pmtrec.data import load_source, preprocess, read_prepared
+    from pmtrec.data import prepare_in_memory, read_prepared
     from pmtrec.io import write_json
     from pmtrec.train import train
 
     cfg = _resolve(args)
-    data = read_prepared(args.data) if args.data else preprocess(load_source(cfg), cfg["preprocess"])
+    data = read_prepared(args.data) if args.data else prepare_in_memory(cfg)
     log = (lambda *_: None) if args.quiet else print
     result = train(cfg, data, checkpoint=args.checkpoint, log=log)
     if args.out:

@@ -301,27 +301,29 @@ class Trainer:
                                        batch_size=int(self.cfg["eval"]["batch_size"]), device=self.device,
                                        user_groups=self.user_groups)
 
-    def run_epoch(self) -> dict:
+    def train_epoch(self) -> tuple[EpochLog, float]:
+        """One pass over the training interactions; returns the epoch's log and its wall time."""
         rec: RecTask = self.tasks[0]  # type: ignore[assignment]
         log = EpochLog(len(self.tasks), self.data.n_users, self.data.n_items, self.device)
         t0 = time.perf_counter()
-        n_batches = rec.n_batches(self.batch_size)
-        bar = tqdm(rec.epoch_batches(self.batch_size, self.gen), total=n_batches, leave=False,
+        bar = tqdm(rec.epoch_batches(self.batch_size, self.gen), total=rec.n_batches(self.batch_size), leave=False,
                    desc=f"epoch {self.epoch + 1}/{self.epochs}", disable=not self.cfg["train"].get("progress", True))
         for b, rec_fields in enumerate(bar):
             self.train_step(rec_fields, log, b)
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+        return log, time.perf_counter() - t0
+
+    def run_epoch(self) -> dict:
+        log, train_time = self.train_epoch()
         mean_losses = log.loss_sum / max(log.steps, 1)
         if not bool(torch.isfinite(mean_losses).all()):
             raise TrainingError(f"non-finite loss with method '{self.method.name}' in epoch {self.epoch + 1}")
-        if self.device.type == "cuda":
-            torch.cuda.synchronize(self.device)
-        train_time = time.perf_counter() - t0
         self.method.end_epoch(self.epoch, mean_losses.float())
         t1 = time.perf_counter()
         valid = self.evaluate("valid")
-        entry = {"epoch": self.epoch + 1, "train_time_s": train_time, "eval_time_s": time.perf_counter() - t1,
-                 "valid": valid.metrics, **log.summary(self.task_names, self.user_groups, self.item_groups)}
-        return entry
+        return {"epoch": self.epoch + 1, "train_time_s": train_time, "eval_time_s": time.perf_counter() - t1,
+                "valid": valid.metrics, **log.summary(self.task_names, self.user_groups, self.item_groups)}
 
     def fit(self, checkpoint: str | Path | None = None, log=print) -> dict:
         """Train with early stopping; return the result dictionary (see :func:`result_record`)."""
@@ -368,6 +370,7 @@ class Trainer:
             **self._model_state(), "method": self.method.state_dict(),
             "optimizers": [o.state_dict() for o in self.optimizers], "generator": self.gen.get_state(),
             "torch_rng": torch.get_rng_state(), "history": self.history, "best": self.best,
+            "cuda_rng": torch.cuda.get_rng_state_all() if self.device.type == "cuda" else None,
         }
         with atomic_path(path) as tmp:
             torch.save(state, tmp)
@@ -385,6 +388,8 @@ class Trainer:
             o.load_state_dict(s)
         self.gen.set_state(state["generator"].to("cpu") if self.device.type == "cpu" else state["generator"])
         torch.set_rng_state(state["torch_rng"].cpu())
+        if state.get("cuda_rng") is not None:
+            torch.cuda.set_rng_state_all([s.cpu() for s in state["cuda_rng"]])
         self.epoch, self.global_step = state["epoch"], state["global_step"]
         self.history, self.best = state["history"], state["best"]
 

@@ -20,10 +20,9 @@ def tiny_cfg(*overrides: str) -> dict:
 
 @pytest.fixture(scope="module")
 def tiny_data():
-    from pmtrec.data import load_source, preprocess
+    from pmtrec.data import prepare_in_memory
 
-    cfg = tiny_cfg()
-    return preprocess(load_source(cfg), cfg["preprocess"])
+    return prepare_in_memory(tiny_cfg())
 
 
 def test_gather_batch_maps_every_field_back_to_its_global_ids():
