@@ -36,13 +36,14 @@ def load_yaml(path: str | Path) -> dict[str, Any]:
 
 
 def merge(base: dict[str, Any], update: dict[str, Any], _path: tuple[str, ...] = ()) -> dict[str, Any]:
-    """Deep-merge ``update`` into a copy of ``base``; unknown keys are errors."""
+    """Deep-merge ``update`` into a copy of ``base``; unknown keys are errors outside free-form sections."""
     out = copy.deepcopy(base)
+    is_open = any(_path[:len(p)] == p for p in _OPEN_KEYS)
     for key, value in update.items():
         path = (*_path, str(key))
-        if key not in out and _path not in _OPEN_KEYS and _path[:2] not in _OPEN_KEYS:
+        if key not in out and not is_open:
             raise ConfigError(f"unknown config key '{'.'.join(path)}'")
-        if isinstance(out.get(key), dict) and isinstance(value, dict) and path not in _OPEN_KEYS:
+        if isinstance(out.get(key), dict) and isinstance(value, dict):
             out[key] = merge(out[key], value, path)
         else:
             out[key] = copy.deepcopy(value)

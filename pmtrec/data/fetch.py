@@ -1,0 +1,262 @@
+"""Locate, download and verify raw dataset files.
+
+Resolution order for a file ``<file>`` of source ``<source>``:
+
+1. the mirror: ``<dataset.mirror>/<source>/<file>`` (or ``$PMTREC_MIRROR`` when
+   ``dataset.mirror`` is null) - a read-only shared folder, never modified;
+2. the cache: ``<dataset.cache>/<source>/<file>``;
+3. a download of ``dataset.<source>.url`` (a zip) into the cache, from which the
+   needed files are extracted.
+
+Every file is checked against its SHA-256 from ``dataset.<source>.files`` (a null
+checksum skips the check). A cached or downloaded file with a wrong checksum is
+deleted; a mirror file with a wrong checksum is an error (the mirror is not ours).
+
+Downloads use only :mod:`urllib` (http, https and file URLs), write to a temporary
+``.part`` file that is renamed when complete, resume with an HTTP Range request
+when the server supports it, detect truncated transfers from Content-Length, and
+retry with exponential backoff (``dataset.download.retries`` / ``backoff_s`` /
+``timeout_s``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import http.client
+import os
+import shutil
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+import zipfile
+from pathlib import Path
+from typing import Any, Callable
+
+from pmtrec.errors import DataError
+from pmtrec.io import atomic_path
+
+MIRROR_ENV = "PMTREC_MIRROR"
+_CHUNK = 1 << 20
+DEFAULT_DOWNLOAD = {"retries": 4, "backoff_s": 1.0, "timeout_s": 60.0}
+
+
+# ----------------------------------------------------------------------------- helpers
+def sha256_file(path: str | os.PathLike) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(_CHUNK), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def mirror_dir(cfg: dict[str, Any]) -> Path | None:
+    """The mirror folder: ``dataset.mirror``, else ``$PMTREC_MIRROR``, else None."""
+    ds = cfg.get("dataset", {})
+    value = ds.get("mirror")
+    if value in (None, ""):
+        value = os.environ.get(MIRROR_ENV) or None
+    return Path(value).expanduser() if value else None
+
+
+def cache_dir(cfg: dict[str, Any]) -> Path:
+    value = cfg.get("dataset", {}).get("cache") or "resources/raw"
+    return Path(value).expanduser()
+
+
+def download_options(cfg: dict[str, Any]) -> dict[str, float]:
+    opts = dict(DEFAULT_DOWNLOAD)
+    opts.update({k: v for k, v in (cfg.get("dataset", {}).get("download") or {}).items() if v is not None})
+    return opts
+
+
+def is_url(text: str) -> bool:
+    return urllib.parse.urlparse(str(text)).scheme in ("http", "https", "file", "ftp")
+
+
+def verify(path: Path, expected: str | None, *, delete: bool) -> None:
+    """Raise DataError when ``path``'s SHA-256 differs from ``expected`` (deleting it if asked)."""
+    if not expected:
+        return
+    found = sha256_file(path)
+    if found != expected.lower():
+        if delete:
+            path.unlink(missing_ok=True)
+        extra = " (deleted)" if delete else ""
+        raise DataError(f"{path}: SHA-256 mismatch{extra}: expected {expected}, found {found}")
+
+
+# ----------------------------------------------------------------------------- download
+class _Truncated(Exception):
+    pass
+
+
+def _fetch_once(url: str, part: Path, timeout: float) -> None:
+    """One attempt: append to ``part`` (resuming via Range when it has bytes)."""
+    have = part.stat().st_size if part.exists() else 0
+    request = urllib.request.Request(url, headers={"User-Agent": "pmtrec"})
+    if have and urllib.parse.urlparse(url).scheme in ("http", "https"):
+        request.add_header("Range", f"bytes={have}-")
+    with urllib.request.urlopen(request, timeout=timeout) as resp:
+        status = getattr(resp, "status", None) or resp.getcode() or 200
+        mode = "wb"
+        start = 0
+        if have and status == 206:
+            content_range = resp.headers.get("Content-Range", "")
+            try:
+                start = int(content_range.split()[1].split("-")[0])
+            except (IndexError, ValueError):
+                start = -1
+            if start == have:
+                mode = "ab"
+            else:  # server answered a range we did not ask for: start over
+                raise _Truncated(f"unexpected Content-Range '{content_range}'")
+        else:
+            start = 0
+        length = resp.headers.get("Content-Length")
+        expected_total = start + int(length) if length is not None and length.isdigit() else None
+        with open(part, mode) as fh:
+            while True:
+                block = resp.read(_CHUNK)
+                if not block:
+                    break
+                fh.write(block)
+    size = part.stat().st_size
+    if expected_total is not None and size != expected_total:
+        raise _Truncated(f"got {size} of {expected_total} bytes")
+
+
+def download(
+    url: str,
+    dest: str | os.PathLike,
+    *,
+    retries: int = 4,
+    backoff_s: float = 1.0,
+    timeout_s: float = 60.0,
+    sleep: Callable[[float], None] = time.sleep,
+) -> Path:
+    """Download ``url`` to ``dest`` (via ``dest.part``, renamed when complete).
+
+    Retries ``retries`` times after the first attempt, waiting ``backoff_s * 2**k``
+    between attempts. HTTP 4xx errors other than 408/429 are not retried.
+    """
+    dest = Path(dest)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    part = dest.with_name(dest.name + ".part")
+    part.unlink(missing_ok=True)
+    last: str = ""
+    attempts = int(retries) + 1
+    for attempt in range(attempts):
+        try:
+            _fetch_once(url, part, float(timeout_s))
+            os.replace(part, dest)
+            return dest
+        except urllib.error.HTTPError as exc:
+            last = f"HTTP {exc.code} {exc.reason}"
+            if exc.code == 416:  # range not satisfiable: restart from zero
+                part.unlink(missing_ok=True)
+            elif 400 <= exc.code < 500 and exc.code not in (408, 429):
+                break
+        except _Truncated as exc:
+            last = f"truncated transfer ({exc})"
+            if "Content-Range" in str(exc):
+                part.unlink(missing_ok=True)
+        except http.client.IncompleteRead as exc:
+            last = f"truncated transfer ({exc!r})"
+        except (urllib.error.URLError, http.client.HTTPException, OSError, ValueError) as exc:
+            reason = getattr(exc, "reason", None) or exc
+            last = f"{type(exc).__name__}: {reason}"
+        if attempt + 1 < attempts:
+            sleep(float(backoff_s) * (2**attempt))
+    part.unlink(missing_ok=True)
+    raise DataError(f"{url}: download failed after {attempt + 1} attempt(s): {last}")
+
+
+def _extract(zip_path: Path, wanted: list[str], out_dir: Path) -> None:
+    """Extract the members whose base name is in ``wanted`` to ``out_dir`` (atomically)."""
+    try:
+        with zipfile.ZipFile(zip_path) as zf:
+            members = {}
+            for info in zf.infolist():
+                base = info.filename.rsplit("/", 1)[-1]
+                if base in wanted and not info.is_dir() and "__MACOSX" not in info.filename:
+                    members.setdefault(base, info)
+            missing = [w for w in wanted if w not in members]
+            if missing:
+                raise DataError(f"{zip_path}: archive lacks {', '.join(missing)}")
+            for base, info in members.items():
+                with atomic_path(out_dir / base) as tmp, zf.open(info) as src, open(tmp, "wb") as dst:
+                    shutil.copyfileobj(src, dst, _CHUNK)
+    except (zipfile.BadZipFile, EOFError, zipfile.LargeZipFile) as exc:
+        zip_path.unlink(missing_ok=True)
+        raise DataError(f"{zip_path}: not a valid zip archive ({exc}); deleted") from None
+
+
+# ----------------------------------------------------------------------------- resolve
+def resolve_files(cfg: dict[str, Any], source: str, files: dict[str, str | None] | None = None) -> dict[str, Path]:
+    """Return verified local paths of every file of ``source`` (see module doc)."""
+    ds = cfg.get("dataset", {})
+    scfg = ds.get(source) or {}
+    if files is None:
+        files = scfg.get("files")
+    if not isinstance(files, dict) or not files:
+        raise DataError(f"dataset.{source}.files: expected a mapping file name -> sha256, got {files!r}")
+    mirror = mirror_dir(cfg)
+    cache = cache_dir(cfg) / source
+    out: dict[str, Path] = {}
+    need: list[str] = []
+    for name, digest in files.items():
+        if mirror is not None and (mirror / source / name).is_file():
+            path = mirror / source / name
+            verify(path, digest, delete=False)
+            out[name] = path
+            continue
+        path = cache / name
+        if path.is_file():
+            try:
+                verify(path, digest, delete=True)
+                out[name] = path
+                continue
+            except DataError:
+                pass  # corrupt cache entry was deleted: download again
+        need.append(name)
+    if need:
+        url = scfg.get("url")
+        if not url:
+            where = f"{mirror / source} or {cache}" if mirror is not None else str(cache)
+            raise DataError(f"{source}: {need[0]} not found in {where} and dataset.{source}.url is not set")
+        opts = download_options(cfg)
+        archive = cache / (Path(urllib.parse.urlparse(url).path).name or f"{source}.zip")
+        if not archive.name.endswith(".zip"):
+            archive = archive.with_name(archive.name + ".zip")
+        download(url, archive, retries=int(opts["retries"]), backoff_s=float(opts["backoff_s"]),
+                 timeout_s=float(opts["timeout_s"]))
+        try:
+            _extract(archive, need, cache)
+        finally:
+            archive.unlink(missing_ok=True)
+        for name in need:
+            verify(cache / name, files[name], delete=True)
+            out[name] = cache / name
+    return {name: out[name] for name in files}
+
+
+def resolve_path_or_url(cfg: dict[str, Any], source: str, value: str, key: str) -> Path:
+    """A local path, or a URL downloaded once into ``<cache>/<source>/``."""
+    if is_url(value):
+        name = Path(urllib.parse.urlparse(value).path).name
+        if not name:
+            raise DataError(f"dataset.{source}.{key}: URL '{value}' has no file name")
+        mirror = mirror_dir(cfg)
+        if mirror is not None and (mirror / source / name).is_file():
+            return mirror / source / name
+        dest = cache_dir(cfg) / source / name
+        if not dest.is_file():
+            opts = download_options(cfg)
+            download(value, dest, retries=int(opts["retries"]), backoff_s=float(opts["backoff_s"]),
+                     timeout_s=float(opts["timeout_s"]))
+        return dest
+    path = Path(value).expanduser()
+    if not path.is_file():
+        raise DataError(f"dataset.{source}.{key}: file not found: {path}")
+    return path
