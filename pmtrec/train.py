@@ -6,11 +6,22 @@ a leaf tensor ``rows`` [R, d] (users first, then items). Task losses are compute
 from it, so per-task gradients (tasks x rows x dim) cost one small backward each,
 and the combined row gradient is written back into the tables' ``.grad`` (dense
 Adam) or as a row-sparse gradient (``lazy_adam``: torch's SparseAdam).
+
+Faults (docs/reliability.md): a non-finite task loss or gradient stops the run with a
+one-line :class:`TrainingError` naming the method, task, epoch and batch, or, with
+``train.on_nonfinite: skip``, skips that batch (counted in the result's
+``skipped_batches``). The check runs within every step on CPU; on CUDA, in ``stop``
+mode, it is accumulated on the device and read once per epoch (no per-step sync), so the
+error names the first bad batch but is raised at the end of its epoch. A checkpoint
+(``fit(checkpoint=...)``) is written atomically at the end of every epoch and holds
+everything the rest of the run depends on, so a resumed run ends bitwise identical to an
+uninterrupted one on CPU.
 """
 
 from __future__ import annotations
 
 import copy
+import hashlib
 import math
 import os
 import platform
@@ -35,6 +46,10 @@ from pmtrec.model import MF
 from pmtrec.tasks import Fields, RecTask, Task, build_tasks
 
 EARLY_STOP_METRIC = "ndcg@20"
+ON_NONFINITE = ("stop", "skip")
+CHECKPOINT_FORMAT = "pmtrec-checkpoint/1"
+# Keys that do not change what a run computes: a checkpoint resumes across them.
+RESUME_IGNORED_KEYS = (("train", "threads"), ("train", "progress"))
 
 
 def resolve_device(spec: str) -> torch.device:
@@ -111,8 +126,8 @@ class EpochLog:
         self.steps = 0
         self.loss_sum, self.weight_sum = z(n_tasks), z(n_tasks)
         self.cos_sum, self.cos_steps = z(n_tasks, n_tasks), 0
-        self.user_w, self.user_n = z(n_users, n_tasks), z(n_users)
-        self.item_w, self.item_n = z(n_items, n_tasks), z(n_items)
+        self.user_w, self.user_n = z(n_users, n_tasks), z(n_users, n_tasks)
+        self.item_w, self.item_n = z(n_items, n_tasks), z(n_items, n_tasks)
         self.has_rows = False
 
     def add(self, ctx: StepContext, out, batch: StepBatch) -> None:
@@ -121,18 +136,23 @@ class EpochLog:
         self.weight_sum += out.weights
         if ctx.grads_computed:
             flat = ctx.grads().flatten(1)
-            unit = flat / flat.norm(dim=1, keepdim=True).clamp_min(1e-12)
-            self.cos_sum += unit @ unit.T
+            gram = flat @ flat.T  # one pass over the gradients; cosines from the K x K Gram
+            norm = gram.diagonal().clamp_min(1e-24).sqrt()
+            self.cos_sum += gram / (norm[:, None] * norm[None, :])
             self.cos_steps += 1
         if out.row_weights is not None:
+            # Like-for-like: task k's weight counts only on rows that the main task and task k both
+            # touch (the main task's on rows shared with any other task); otherwise how often a task
+            # visits a row, not how the method weighs it, would drive the group means.
             self.has_rows = True
+            t = ctx.touched
+            both = torch.cat([(t[0] & t[1:].any(0))[None], t[0] & t[1:]]).T.double()  # [R, K]
+            rw = out.row_weights.detach().double() * both
             n_u = ctx.n_user_rows
-            rw = out.row_weights.detach().double()
             self.user_w.index_add_(0, batch.user_ids, rw[:n_u])
-            self.user_n.index_add_(0, batch.user_ids, torch.ones(n_u, device=rw.device, dtype=rw.dtype))
+            self.user_n.index_add_(0, batch.user_ids, both[:n_u])
             self.item_w.index_add_(0, batch.item_ids, rw[n_u:])
-            self.item_n.index_add_(0, batch.item_ids,
-                                   torch.ones(len(batch.item_ids), device=rw.device, dtype=rw.dtype))
+            self.item_n.index_add_(0, batch.item_ids, both[n_u:])
 
     def summary(self, task_names: tuple[str, ...], user_groups: np.ndarray, item_groups: np.ndarray) -> dict:
         n = max(self.steps, 1)
@@ -151,12 +171,12 @@ class EpochLog:
 
 
 def _group_means(wsum: torch.Tensor, count: torch.Tensor, groups: np.ndarray, task_names) -> dict:
-    """Mean per-row weight of each task, averaged over the row-visits in each group."""
+    """Mean per-row weight of each task per group, over the visits counted in ``count``."""
     g = torch.as_tensor(groups, device=wsum.device)
     n_groups = int(groups.max()) + 1 if len(groups) else 0
     gw = torch.zeros(n_groups, wsum.shape[1], dtype=wsum.dtype, device=wsum.device).index_add_(0, g, wsum)
-    gn = torch.zeros(n_groups, dtype=wsum.dtype, device=wsum.device).index_add_(0, g, count)
-    mean = (gw / gn.clamp_min(1)[:, None]).cpu().numpy()
+    gn = torch.zeros(n_groups, wsum.shape[1], dtype=wsum.dtype, device=wsum.device).index_add_(0, g, count)
+    mean = (gw / gn.clamp_min(1)).cpu().numpy()
     return {str(i): dict(zip(task_names, mean[i].tolist())) for i in range(n_groups)}
 
 
@@ -197,6 +217,13 @@ class Trainer:
         self.user_groups = ev.activity_groups(data.train, data.n_users, int(ecfg["groups"]), column=0)
         self.item_groups = ev.activity_groups(data.train, data.n_items, int(ecfg["groups"]), column=1)
         self.train_valid = np.concatenate([data.train, data.valid])
+        self.on_nonfinite = tcfg.get("on_nonfinite", "stop")
+        if self.on_nonfinite not in ON_NONFINITE:
+            raise ConfigError(f"train.on_nonfinite: must be stop or skip, got {self.on_nonfinite!r}")
+        # Per-step host check on CPU (free) and whenever batches may be skipped (skipping needs
+        # the answer before the optimizer step); on CUDA in stop mode a device-side flag instead.
+        self._check_each_step = self.device.type == "cpu" or self.on_nonfinite == "skip"
+        self.skipped_batches, self._epoch_skipped = 0, 0
         self.epoch = 0
         self.global_step = 0
         self.history: list[dict] = []
@@ -231,12 +258,18 @@ class Trainer:
     def _sample(self, rec_fields: Fields) -> list[Fields]:
         return [rec_fields] + [t.sample(self.aux_batch_size, self.gen) for t in self.tasks[1:]]
 
-    def train_step(self, rec_fields: Fields, log: EpochLog, batch_no: int) -> None:
+    def train_step(self, rec_fields: Fields, log: EpochLog, batch_no: int,
+                   flags: NonFiniteFlags | None = None) -> bool:
+        """One optimizer step; False when the batch was skipped (non-finite, ``on_nonfinite: skip``)."""
         batch = gather_batch(self._sample(rec_fields))
         user_w, item_w = self.model.user, self.model.item
         rows = torch.cat([user_w.detach()[batch.user_ids], item_w.detach()[batch.item_ids]]).requires_grad_()
         losses = task_losses(self.tasks, batch, rows)
-        self._check_finite(losses, batch_no)
+        if self._check_each_step and not bool(torch.isfinite(losses.detach()).all()):
+            bad = [n for n, v in zip(self.task_names, losses.tolist()) if not math.isfinite(v)]
+            self._nonfinite(f"non-finite loss in task(s) {', '.join(bad)}", batch_no)
+            self.global_step += 1
+            return False
 
         def recompute() -> torch.Tensor:
             with torch.no_grad():
@@ -261,6 +294,16 @@ class Trainer:
                 for p, g in zip(ctx.task_params[k], grads):
                     p.grad = g if scale is None else g * scale[k]
         row_grad = row_grad + self.l2 * rows.detach()
+        if self._check_each_step:
+            what = self._nonfinite_grads(row_grad, ctx)
+            if what is not None:
+                self._nonfinite(what, batch_no)
+                for opt in self.optimizers:
+                    opt.zero_grad(set_to_none=True)
+                self.global_step += 1
+                return False
+        elif flags is not None:
+            flags.update(ctx.losses.detach(), self._grads_finite(row_grad), batch_no)
         self._write_row_grad(batch, row_grad)
         for opt in self.optimizers:
             opt.step()
@@ -270,6 +313,7 @@ class Trainer:
         self.method.after_step(ctx)
         log.add(ctx, out, batch)
         self.global_step += 1
+        return True
 
     def _write_row_grad(self, batch: StepBatch, row_grad: torch.Tensor) -> None:
         n_u = len(batch.user_ids)
@@ -284,12 +328,41 @@ class Trainer:
                 buf.index_copy_(0, ids, grad)
                 table.grad = buf
 
-    def _check_finite(self, losses: torch.Tensor, batch_no: int) -> None:
-        # On CPU the check is free; on GPU it would sync every step, so it runs per epoch there.
-        if self.device.type == "cpu" and not bool(torch.isfinite(losses).all()):
-            bad = [n for n, v in zip(self.task_names, losses.tolist()) if not math.isfinite(v)]
-            raise TrainingError(f"non-finite loss in task(s) {', '.join(bad)} with method "
-                                f"'{self.method.name}' at epoch {self.epoch + 1}, batch {batch_no + 1}")
+    # ---- non-finite losses and gradients ----------------------------------------------------
+    def _other_grads(self) -> list[tuple[str, torch.Tensor]]:
+        """The gradients of the tasks' and the method's own parameters, as the optimizers see them."""
+        out = [(f"parameters of task {t.name}", p.grad) for t in self.tasks for p in t.parameters()]
+        out += [(f"parameters of method '{self.method.name}'", p.grad) for p in self.method.parameters()]
+        return [(name, g) for name, g in out if g is not None]
+
+    def _grads_finite(self, row_grad: torch.Tensor) -> torch.Tensor:
+        """A 0-d bool tensor on the device (no sync): every gradient of this step is finite."""
+        checks = [torch.isfinite(row_grad).all()] + [torch.isfinite(g).all() for _, g in self._other_grads()]
+        return torch.stack(checks).all()
+
+    def _nonfinite_grads(self, row_grad: torch.Tensor, ctx: StepContext) -> str | None:
+        """None when every gradient of the step is finite, else what is not (host check)."""
+        if bool(torch.isfinite(row_grad).all()):
+            bad = [name for name, g in self._other_grads() if not bool(torch.isfinite(g).all())]
+            return f"non-finite gradient of the {', '.join(dict.fromkeys(bad))}" if bad else None
+        what = "non-finite combined row gradient"
+        if ctx.grads_computed:  # which tasks' own row gradients were already bad
+            G = ctx.grads().detach()
+            bad = [n for k, n in enumerate(self.task_names) if not bool(torch.isfinite(G[k]).all())]
+            what += (f" (per-task gradient of {', '.join(bad)} non-finite)" if bad
+                     else " (every per-task gradient finite: the method's combination is not)")
+        else:
+            what += " (every task loss finite)"
+        return what
+
+    def _nonfinite(self, what: str, batch_no: int) -> None:
+        """Stop (raise) or count the skipped batch, per ``train.on_nonfinite``."""
+        where = f"with method '{self.method.name}' at epoch {self.epoch + 1}, batch {batch_no + 1}"
+        if self.on_nonfinite == "skip":
+            self.skipped_batches += 1
+            self._epoch_skipped += 1
+            return
+        raise TrainingError(f"{what} {where}; no result written (train.on_nonfinite=skip skips such batches)")
 
     # ---- epochs -----------------------------------------------------------------------------
     def evaluate(self, split: str) -> ev.EvalResult:
@@ -308,10 +381,19 @@ class Trainer:
         t0 = time.perf_counter()
         bar = tqdm(rec.epoch_batches(self.batch_size, self.gen), total=rec.n_batches(self.batch_size), leave=False,
                    desc=f"epoch {self.epoch + 1}/{self.epochs}", disable=not self.cfg["train"].get("progress", True))
+        self._epoch_skipped = 0
+        flags = None if self._check_each_step else NonFiniteFlags(len(self.tasks), self.device)
+        n_batches = 0
         for b, rec_fields in enumerate(bar):
-            self.train_step(rec_fields, log, b)
+            self.train_step(rec_fields, log, b, flags)
+            n_batches += 1
         if self.device.type == "cuda":
             torch.cuda.synchronize(self.device)
+        if flags is not None:
+            flags.raise_if_bad(self.task_names, self.method.name, self.epoch)
+        if n_batches and self._epoch_skipped == n_batches:
+            raise TrainingError(f"every batch of epoch {self.epoch + 1} had a non-finite loss or gradient with "
+                                f"method '{self.method.name}' (train.on_nonfinite=skip); no result written")
         return log, time.perf_counter() - t0
 
     def run_epoch(self) -> dict:
@@ -323,7 +405,8 @@ class Trainer:
         t1 = time.perf_counter()
         valid = self.evaluate("valid")
         return {"epoch": self.epoch + 1, "train_time_s": train_time, "eval_time_s": time.perf_counter() - t1,
-                "valid": valid.metrics, **log.summary(self.task_names, self.user_groups, self.item_groups)}
+                "valid": valid.metrics, **log.summary(self.task_names, self.user_groups, self.item_groups),
+                "skipped_batches": self._epoch_skipped}
 
     def fit(self, checkpoint: str | Path | None = None, log=print) -> dict:
         """Train with early stopping; return the result dictionary (see :func:`result_record`)."""
@@ -352,7 +435,7 @@ class Trainer:
         valid, test = self.evaluate("valid"), self.evaluate("test")
         return result_record(self.cfg, self.data, valid, test, best_epoch=self.best["epoch"],
                              history=self.history, device=self.device, task_names=self.task_names,
-                             wall_time=time.perf_counter() - wall0)
+                             wall_time=time.perf_counter() - wall0, skipped_batches=self.skipped_batches)
 
     # ---- state --------------------------------------------------------------------------------
     def _model_state(self) -> dict:
@@ -364,34 +447,113 @@ class Trainer:
         for t, s in zip(self.tasks, state["tasks"]):
             t.load_state_dict(s)
 
+    def _resume_hash(self) -> str:
+        cfg = copy.deepcopy(self.cfg)
+        for section, key in RESUME_IGNORED_KEYS:
+            cfg.get(section, {}).pop(key, None)
+        return config_hash(cfg)
+
     def save_checkpoint(self, path: str | Path) -> None:
+        """Everything the rest of the run depends on, written atomically (temp file, fsync, rename)."""
         state = {
-            "config_hash": config_hash(self.cfg), "epoch": self.epoch, "global_step": self.global_step,
+            "format": CHECKPOINT_FORMAT, "config_hash": config_hash(self.cfg), "resume_hash": self._resume_hash(),
+            "data": data_fingerprint(self.data), "device_type": self.device.type,
+            "epoch": self.epoch, "global_step": self.global_step, "skipped_batches": self.skipped_batches,
             **self._model_state(), "method": self.method.state_dict(),
             "optimizers": [o.state_dict() for o in self.optimizers], "generator": self.gen.get_state(),
             "torch_rng": torch.get_rng_state(), "history": self.history, "best": self.best,
             "cuda_rng": torch.cuda.get_rng_state_all() if self.device.type == "cuda" else None,
         }
         with atomic_path(path) as tmp:
-            torch.save(state, tmp)
+            with open(tmp, "wb") as fh:
+                torch.save(state, fh)
+                fh.flush()
+                os.fsync(fh.fileno())
 
     def load_checkpoint(self, path: str | Path) -> None:
+        """Restore a checkpoint of this run; a one-line TrainingError for anything else."""
+        restart = "; delete it to start the run afresh"
         try:
-            state = torch.load(path, map_location=self.device, weights_only=False)
-        except Exception as exc:  # a truncated or foreign file
-            raise TrainingError(f"{path}: unreadable checkpoint ({type(exc).__name__}); delete it to restart") from None
-        if state.get("config_hash") != config_hash(self.cfg):
-            raise TrainingError(f"{path}: checkpoint belongs to another config; delete it to restart")
-        self._load_model_state(state)
-        self.method.load_state_dict(state["method"])
-        for o, s in zip(self.optimizers, state["optimizers"]):
-            o.load_state_dict(s)
-        self.gen.set_state(state["generator"].to("cpu") if self.device.type == "cpu" else state["generator"])
-        torch.set_rng_state(state["torch_rng"].cpu())
-        if state.get("cuda_rng") is not None:
-            torch.cuda.set_rng_state_all([s.cpu() for s in state["cuda_rng"]])
-        self.epoch, self.global_step = state["epoch"], state["global_step"]
-        self.history, self.best = state["history"], state["best"]
+            # weights_only: tensors and plain containers only, never arbitrary pickled objects.
+            state = torch.load(path, map_location=self.device, weights_only=True)
+        except Exception as exc:  # a truncated, empty or foreign file
+            reason = (str(exc).strip().splitlines() or [""])[0][:120]
+            raise TrainingError(f"{path}: unreadable checkpoint ({type(exc).__name__}"
+                                f"{': ' + reason if reason else ''}){restart}") from None
+        if not isinstance(state, dict) or "epoch" not in state or "optimizers" not in state:
+            raise TrainingError(f"{path}: not a pmtrec checkpoint{restart}")
+        if state.get("format", CHECKPOINT_FORMAT) != CHECKPOINT_FORMAT:
+            raise TrainingError(f"{path}: checkpoint format {state.get('format')!r}, expected "
+                                f"{CHECKPOINT_FORMAT!r}{restart}")
+        if "resume_hash" in state:
+            same = state["resume_hash"] == self._resume_hash()
+        else:  # written before resume_hash existed
+            same = state.get("config_hash") == config_hash(self.cfg)
+        if not same:
+            raise TrainingError(f"{path}: checkpoint belongs to another config{restart}")
+        if "data" in state and state["data"] != data_fingerprint(self.data):
+            raise TrainingError(f"{path}: checkpoint belongs to another dataset{restart}")
+        if state.get("device_type", self.device.type) != self.device.type:
+            raise TrainingError(f"{path}: checkpoint was written on {state['device_type']}, this run is on "
+                                f"{self.device.type}{restart}")
+        try:
+            self._load_model_state(state)
+            self.method.load_state_dict(state["method"])
+            if len(state["optimizers"]) != len(self.optimizers):
+                raise ValueError("optimizer count differs")
+            for o, s in zip(self.optimizers, state["optimizers"]):
+                o.load_state_dict(s)
+            self.gen.set_state(state["generator"].cpu())
+            torch.set_rng_state(state["torch_rng"].cpu())
+            if state.get("cuda_rng") is not None:
+                torch.cuda.set_rng_state_all([s.cpu() for s in state["cuda_rng"]])
+            self.epoch, self.global_step = int(state["epoch"]), int(state["global_step"])
+            self.skipped_batches = int(state.get("skipped_batches", 0))
+            self.history, self.best = state["history"], state["best"]
+        except (KeyError, ValueError, TypeError, RuntimeError, IndexError) as exc:
+            reason = (str(exc).strip().splitlines() or [""])[0][:120]
+            raise TrainingError(f"{path}: checkpoint does not match this run ({type(exc).__name__}: "
+                                f"{reason}){restart}") from None
+
+
+class NonFiniteFlags:
+    """Device-side record of the first step of an epoch with a non-finite loss or gradient.
+
+    Updated without a host sync (on CUDA, in ``on_nonfinite: stop`` mode); read once per epoch.
+    """
+
+    def __init__(self, n_tasks: int, device: torch.device) -> None:
+        self.first = torch.full((), -1, dtype=torch.long, device=device)
+        self.tasks = torch.zeros(n_tasks, dtype=torch.bool, device=device)
+        self.grad = torch.zeros((), dtype=torch.bool, device=device)
+
+    def update(self, losses: torch.Tensor, grads_finite: torch.Tensor, batch_no: int) -> None:
+        loss_bad = ~torch.isfinite(losses)
+        grad_bad = ~grads_finite
+        new = (loss_bad.any() | grad_bad) & (self.first < 0)
+        self.first = torch.where(new, torch.full_like(self.first, batch_no), self.first)
+        self.tasks |= new & loss_bad
+        self.grad |= new & grad_bad
+
+    def raise_if_bad(self, task_names: tuple[str, ...], method: str, epoch: int) -> None:
+        first = int(self.first)
+        if first < 0:
+            return
+        bad = [n for n, b in zip(task_names, self.tasks.tolist()) if b]
+        what = f"non-finite loss in task(s) {', '.join(bad)}" if bad else "non-finite gradient (every task loss finite)"
+        raise TrainingError(f"{what} with method '{method}' at epoch {epoch + 1}, batch {first + 1} (detected at "
+                            "the end of the epoch on CUDA); no result written (train.on_nonfinite=skip skips "
+                            "such batches)")
+
+
+def data_fingerprint(data) -> str:
+    """Short hash of a prepared dataset's sizes and splits (a checkpoint must resume on the same data)."""
+    h = hashlib.sha256(f"{data.name}|{data.n_users}|{data.n_items}".encode())
+    for arr in (data.train, data.valid, data.test):
+        a = np.ascontiguousarray(arr, dtype=np.int64)
+        h.update(str(a.shape).encode())
+        h.update(a.tobytes())
+    return h.hexdigest()[:16]
 
 
 def _method_class(name: str, params: dict):
@@ -427,7 +589,7 @@ def describe_device(device: torch.device) -> str:
 
 def result_record(cfg: dict, data, valid: ev.EvalResult, test: ev.EvalResult, *, best_epoch: int,
                   history: list[dict], device: torch.device, task_names: tuple[str, ...],
-                  wall_time: float) -> dict:
+                  wall_time: float, skipped_batches: int = 0) -> dict:
     times = [h["train_time_s"] for h in history]
     return {
         "schema": "pmtrec.result/1",
@@ -435,6 +597,7 @@ def result_record(cfg: dict, data, valid: ev.EvalResult, test: ev.EvalResult, *,
         "tasks": list(task_names),
         "valid": valid.to_dict(), "test": test.to_dict(),
         "best_epoch": best_epoch, "epochs_run": len(history),
+        "skipped_batches": int(skipped_batches),  # batches skipped for a non-finite loss/gradient
         "epoch_time_s": float(np.mean(times)) if times else 0.0,
         "wall_time_s": wall_time,
         "memory": peak_memory_mb(device),

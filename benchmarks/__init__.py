@@ -1,0 +1,1 @@
+"""The benchmark suite: measurements (ratios in one process), never timed tests."""

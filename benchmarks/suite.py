@@ -1,0 +1,280 @@
+"""pmtrec benchmark suite: every figure is a ratio measured in the same process.
+
+    python -m benchmarks                       # everything, CSV to benchmarks/results/<host>.csv
+    python -m benchmarks --only step,eval      # a subset
+    python -m benchmarks --quick               # small sizes, to check the suite itself
+
+Sections:
+  step     training step time of every method relative to ew (Ciao, synthetic large)
+  eval     full-ranking evaluation time relative to its matmul + top-k floor; users/s
+  scale    epoch time and peak memory of ew and pmtrec at 1x, 4x, 16x synthetic data
+  prepare  prepare time and peak memory on Epinions
+  optim    dense Adam vs row-sparse (lazy_adam) step time on Ciao
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+
+ROOT = Path(__file__).resolve().parent.parent
+MIRROR = os.environ.get("PMTREC_MIRROR") or str(ROOT.parent / "shared" / "datasets")
+
+
+def hardware() -> str:
+    if torch.cuda.is_available():
+        return f"cuda:{torch.cuda.get_device_name(0)}"
+    return f"cpu:{platform.machine()}x{os.cpu_count()}({torch.get_num_threads()} threads)"
+
+
+def _cfg(source: str, *overrides: str) -> dict:
+    from pmtrec.config import load_config
+
+    return load_config(overrides=[f"dataset.source={source}", f"dataset.mirror={MIRROR}", "train.progress=false",
+                                  "model.dim=64", *overrides])
+
+
+def _data(cfg: dict):
+    from pmtrec.data import load_source, preprocess
+
+    return preprocess(load_source(cfg), cfg["preprocess"])
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def time_steps(cfg: dict, data, method: str, n_steps: int, warmup: int = 3) -> float:
+    """Median seconds per training step of ``method`` (sampling included)."""
+    from pmtrec.train import EpochLog, Trainer
+
+    cfg = {**cfg, "train": {**cfg["train"], "method": method}}
+    tr = Trainer(cfg, data)
+    log = EpochLog(len(tr.tasks), data.n_users, data.n_items, tr.device)
+    batches = tr.tasks[0].epoch_batches(tr.batch_size, tr.gen)
+    times = []
+    for i in range(warmup + n_steps):
+        fields = next(batches, None)
+        if fields is None:
+            batches = tr.tasks[0].epoch_batches(tr.batch_size, tr.gen)
+            fields = next(batches)
+        _sync(tr.device)
+        t0 = time.perf_counter()
+        tr.train_step(fields, log, i)
+        _sync(tr.device)
+        if i >= warmup:
+            times.append(time.perf_counter() - t0)
+    return float(np.median(times))
+
+
+def bench_step(datasets: dict, methods: list[str], n_steps: int) -> list[dict]:
+    rows = []
+    for name, (cfg, data) in datasets.items():
+        base = time_steps(cfg, data, "ew", n_steps)
+        for m in methods:
+            t = base if m == "ew" else time_steps(cfg, data, m, n_steps)
+            n_tasks = len(data_tasks(cfg, data, m))
+            rows.append({"section": "step", "dataset": name, "item": m, "value": t / base, "unit": "x ew",
+                         "seconds": t, "target": (1.5 if m.startswith("pmtrec") else n_tasks + 1)})
+            print(f"  step {name:16s} {m:16s} {t * 1e3:8.2f} ms  {t / base:5.2f}x ew", flush=True)
+    return rows
+
+
+def data_tasks(cfg, data, method):
+    from pmtrec.tasks import build_tasks
+
+    return build_tasks(data, cfg)
+
+
+def bench_eval(datasets: dict, repeats: int = 3) -> list[dict]:
+    from pmtrec import evaluate as ev
+    from pmtrec.model import MF
+
+    rows = []
+    for name, (cfg, data) in datasets.items():
+        device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        model = MF(data.n_users, data.n_items, 64).to(device)
+        score = ev.mf_score_fn(model.user.detach(), model.item.detach())
+        users = torch.as_tensor(np.unique(data.test[:, 0]), device=device)
+        bs = int(cfg["eval"]["batch_size"])
+
+        def floor():
+            for s in range(0, len(users), bs):
+                torch.topk(score(users[s:s + bs]), 50, dim=1)
+            _sync(device)
+
+        def full():
+            ev.evaluate_ranking(score, data.n_users, data.n_items, data.test,
+                                np.concatenate([data.train, data.valid]), batch_size=bs, device=device)
+            _sync(device)
+
+        tf, te = _best_of(floor, repeats), _best_of(full, repeats)
+        rows.append({"section": "eval", "dataset": name, "item": "eval/floor", "value": te / tf, "unit": "x floor",
+                     "seconds": te, "target": 1.5})
+        rows.append({"section": "eval", "dataset": name, "item": "users_per_s", "value": len(users) / te,
+                     "unit": "users/s", "seconds": te, "target": None})
+        print(f"  eval {name:16s} {te:.3f}s vs floor {tf:.3f}s = {te / tf:.2f}x; {len(users) / te:,.0f} users/s",
+              flush=True)
+    return rows
+
+
+def _best_of(fn, repeats: int) -> float:
+    fn()
+    out = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        fn()
+        out.append(time.perf_counter() - t0)
+    return min(out)
+
+
+def _child(args: list[str]) -> dict:
+    out = subprocess.run([sys.executable, "-m", "benchmarks.suite", *args], capture_output=True, text=True,
+                         cwd=ROOT, check=False)
+    if out.returncode != 0:
+        raise RuntimeError(f"benchmark child {args} failed: {out.stderr.strip().splitlines()[-1:]}")
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def bench_scale(scales: list[float], size: str, epochs: int) -> list[dict]:
+    """Epoch time and peak memory per (method, scale), each in a fresh process."""
+    rows, results = [], {}
+    for method in ("ew", "pmtrec"):
+        for s in scales:
+            r = _child(["--child-epoch", method, size, str(s), str(epochs)])
+            results[(method, s)] = r
+            rows.append({"section": "scale", "dataset": f"synthetic-{size}-x{s:g}", "item": f"{method}:epoch_s",
+                         "value": r["epoch_s"], "unit": "s", "seconds": r["epoch_s"], "target": None,
+                         "interactions": r["interactions"], "peak_rss_mb": r["peak_rss_mb"]})
+            print(f"  scale {method:7s} x{s:<5g} {r['interactions']:>10,} interactions  {r['epoch_s']:.2f} s/epoch  "
+                  f"{r['peak_rss_mb']:.0f} MB", flush=True)
+        lo, hi = results[(method, scales[0])], results[(method, scales[-1])]
+        slope = (hi["epoch_s"] / lo["epoch_s"]) / (hi["interactions"] / lo["interactions"])
+        rows.append({"section": "scale", "dataset": "synthetic", "item": f"{method}:slope_vs_linear", "value": slope,
+                     "unit": "x linear", "seconds": None, "target": 1.2})
+        print(f"  scale {method}: time growth / interaction growth = {slope:.2f}x linear", flush=True)
+    return rows
+
+
+def child_epoch(method: str, size: str, scale: float, epochs: int) -> dict:
+    from pmtrec.train import Trainer
+
+    cfg = _cfg("synthetic", f"dataset.synthetic.size={size}", f"dataset.synthetic.scale={scale}",
+               f"train.method={method}", f"train.epochs={epochs}", "train.batch_size=4096")
+    data = _data(cfg)
+    tr = Trainer(cfg, data)
+    tr.train_epoch()  # warm-up (allocator, lazy init)
+    times = []
+    for _ in range(epochs):
+        t0 = time.perf_counter()
+        tr.train_epoch()
+        times.append(time.perf_counter() - t0)
+    return {"epoch_s": float(np.median(times)), "interactions": int(len(data.train)),
+            "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
+
+
+def child_prepare(source: str) -> dict:
+    from pmtrec.data import prepare_dataset
+
+    import tempfile
+
+    cfg = _cfg(source)
+    t0 = time.perf_counter()
+    with tempfile.TemporaryDirectory() as tmp:
+        prepare_dataset(cfg, Path(tmp) / source, stream=None)
+    return {"seconds": time.perf_counter() - t0,
+            "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
+
+
+def bench_prepare(source: str) -> list[dict]:
+    r = _child(["--child-prepare", source])
+    print(f"  prepare {source}: {r['seconds']:.2f}s, peak {r['peak_rss_mb']:.0f} MB", flush=True)
+    return [{"section": "prepare", "dataset": source, "item": "prepare_s", "value": r["seconds"], "unit": "s",
+             "seconds": r["seconds"], "target": None, "peak_rss_mb": r["peak_rss_mb"]}]
+
+
+def bench_optim(cfg: dict, data, n_steps: int) -> list[dict]:
+    dense = time_steps(cfg, data, "ew", n_steps)
+    sparse_cfg = {**cfg, "train": {**cfg["train"], "optimizer": "lazy_adam"}}
+    sparse = time_steps(sparse_cfg, data, "ew", n_steps)
+    print(f"  optim dense adam {dense * 1e3:.2f} ms, lazy_adam {sparse * 1e3:.2f} ms per ew step", flush=True)
+    return [{"section": "optim", "dataset": data.name, "item": "lazy_adam/adam", "value": sparse / dense,
+             "unit": "x adam", "seconds": sparse, "target": None}]
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__.splitlines()[0])
+    p.add_argument("--only", default="step,eval,scale,prepare,optim", help="comma-separated sections")
+    p.add_argument("--methods", default=None, help="comma-separated methods for the step section (default: all)")
+    p.add_argument("--quick", action="store_true", help="small sizes and few steps (checks the suite)")
+    p.add_argument("--steps", type=int, default=20, help="timed steps per method")
+    p.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
+    p.add_argument("--out", default=None, help="CSV path (default benchmarks/results/<hardware>.csv)")
+    p.add_argument("--child-epoch", nargs=4, help=argparse.SUPPRESS)
+    p.add_argument("--child-prepare", nargs=1, help=argparse.SUPPRESS)
+    args = p.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    if args.child_epoch:
+        m, size, s, e = args.child_epoch
+        print(json.dumps(child_epoch(m, size, float(s), int(e))))
+        return 0
+    if args.child_prepare:
+        print(json.dumps(child_prepare(args.child_prepare[0])))
+        return 0
+
+    from pmtrec.methods import available
+
+    sections = set(args.only.split(","))
+    methods = args.methods.split(",") if args.methods else [m for m in available() if m != "mostpop"]
+    size = "tiny" if args.quick else "large"
+    steps = 3 if args.quick else args.steps
+    datasets: dict = {}
+    if sections & {"step", "eval", "optim"}:
+        big = _cfg("synthetic", f"dataset.synthetic.size={size}", "train.batch_size=4096")
+        datasets[f"synthetic-{size}"] = (big, _data(big))
+        if not args.quick and Path(MIRROR, "ciao", "rating.mat").exists():
+            ciao = _cfg("ciao", "train.batch_size=4096")
+            datasets["ciao"] = (ciao, _data(ciao))
+    rows: list[dict] = []
+    print(f"pmtrec benchmarks on {hardware()}", flush=True)
+    if "step" in sections:
+        rows += bench_step(datasets, methods, steps)
+    if "eval" in sections:
+        rows += bench_eval(datasets)
+    if "optim" in sections:
+        name = "ciao" if "ciao" in datasets else next(iter(datasets))
+        rows += bench_optim(*datasets[name], steps)
+    if "scale" in sections:
+        rows += bench_scale([1.0, 4.0, 16.0] if not args.quick else [1.0, 2.0], "small" if not args.quick else "tiny",
+                            2 if not args.quick else 1)
+    if "prepare" in sections and Path(MIRROR, "epinions", "rating.mat").exists() and not args.quick:
+        rows += bench_prepare("epinions")
+    frame = pd.DataFrame(rows)
+    frame.insert(0, "hardware", hardware())
+    out = Path(args.out) if args.out else ROOT / "benchmarks" / "results" / (
+        "gpu.csv" if torch.cuda.is_available() else "cpu.csv")
+    from pmtrec.io import atomic_path
+
+    with atomic_path(out) as tmp:
+        frame.to_csv(tmp, index=False)
+    with pd.option_context("display.width", 160, "display.max_rows", 500):
+        print(frame[["section", "dataset", "item", "value", "unit", "target"]].to_string(index=False))
+    print(f"written {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
