@@ -22,6 +22,11 @@ test: setup
 demo: setup
 	$(VENV)/bin/snakemake --cores $(CORES) all
 
+# Just the PDF report (and the Snakemake HTML report) from whatever results exist or are missing.
+report: setup
+	$(VENV)/bin/snakemake --cores $(CORES) reports/pmtrec_report.pdf
+	$(VENV)/bin/snakemake --report reports/workflow_report.html
+
 bench: setup
 	$(PY) -m benchmarks
 

@@ -122,7 +122,7 @@ def test_balance_scaling_a_rows_gradients_keeps_its_weights_and_direction(factor
     g = torch.randn(3, 4, 8, dtype=torch.float64) * torch.tensor([1.0, 30.0, 0.05])[:, None, None]
     touched = torch.ones(3, 4, dtype=torch.bool)
     touched[0, 3] = False
-    m = method(name)
+    m = method(name, magnitude="main")
     a = m.step(make_ctx(g, touched, epoch=5))
     scale = torch.ones(4, dtype=torch.float64)
     scale[1] = factor
@@ -138,6 +138,25 @@ def test_balance_scaling_a_rows_gradients_keeps_its_weights_and_direction(factor
     torch.testing.assert_close(a.row_grad.norm(dim=1)[3], g[1:, 3].norm(dim=1).mean())
 
 
+@pytest.mark.parametrize("factor", [1e-3, 1e3])
+def test_sum_magnitude_takes_the_ew_step_length_and_keeps_the_balanced_direction(factor):
+    torch.manual_seed(3)
+    g = torch.randn(3, 5, 8, dtype=torch.float64) * torch.tensor([1.0, 30.0, 0.05])[:, None, None]
+    touched = torch.ones(3, 5, dtype=torch.bool)
+    touched[0, 4] = False  # a row the main task does not touch
+    ctx = make_ctx(g, touched, epoch=5)
+    out = method("pmtrec", magnitude="sum").step(ctx).row_grad
+    ew_len = (g * touched[..., None]).sum(0).norm(dim=1)
+    torch.testing.assert_close(out.norm(dim=1), ew_len)
+    main = method("pmtrec", magnitude="main").step(ctx).row_grad
+    torch.testing.assert_close(out / out.norm(dim=1, keepdim=True), main / main.norm(dim=1, keepdim=True))
+    # scaling one row's gradients together scales its step, never its direction or weights
+    scale = torch.ones(5, dtype=torch.float64)
+    scale[2] = factor
+    scaled = method("pmtrec", magnitude="sum").step(make_ctx(g * scale[None, :, None], touched, epoch=5))
+    torch.testing.assert_close(scaled.row_grad, out * scale[:, None])
+
+
 def test_balance_off_lets_a_1000x_task_dominate_and_balance_on_does_not():
     torch.manual_seed(2)
     g = torch.randn(2, 6, 8, dtype=torch.float64)
@@ -147,11 +166,11 @@ def test_balance_off_lets_a_1000x_task_dominate_and_balance_on_does_not():
         out = method(name, k=2, focus=False).step(ctx).row_grad
         cos_aux = torch.nn.functional.cosine_similarity(out, g[1], dim=1)
         assert bool((cos_aux > 0.99).all()), name
-    bal = method("pmtrec", k=2, focus=False, personalized=False).step(ctx)  # batch weights, unit directions
+    bal = method("pmtrec", k=2, focus=False, personalized=False, magnitude="main").step(ctx)  # unit directions
     out = bal.row_grad
     torch.testing.assert_close(out.norm(dim=1), g[0].norm(dim=1))  # main-task magnitude, not 1000x
     # with balance on and uniform-ish temperature the main direction is not swamped
-    hot = method("pmtrec", k=2, focus=False, tau=1e12).step(ctx).row_grad
+    hot = method("pmtrec", k=2, focus=False, tau=1e12, magnitude="main").step(ctx).row_grad
     u = g / g.norm(dim=2, keepdim=True)
     expect = (u[0] + u[1]) / (u[0] + u[1]).norm(dim=1, keepdim=True) * g[0].norm(dim=1, keepdim=True)
     torch.testing.assert_close(hot, expect, rtol=1e-5, atol=1e-8)
@@ -185,7 +204,7 @@ def test_without_alignment_a_conflicting_task_can_push_against_main():
     g = torch.tensor([[[1.0, 0.0]], [[-10.0, 1.0]]], dtype=torch.float64)
     ctx = make_ctx(g, torch.ones(2, 1, dtype=torch.bool))
     off = method(k=2, align=False, progressive=False).step(ctx).row_grad
-    on = method(k=2, align=True, progressive=False).step(ctx).row_grad
+    on = method(k=2, align=True, progressive=False, magnitude="main").step(ctx).row_grad
     assert float((off * g[0]).sum()) < 0
     assert float((on * g[0]).sum()) > 0
     # the aligned auxiliary direction keeps only its orthogonal part: w0*(1,0) + w1*(0, 1/sqrt(101))

@@ -68,7 +68,7 @@ class PMTRec(GradientMethod):
     def __init__(self, task_names, personalized: bool = True, balance: bool = True, tau: float = 1.0,
                  focus: bool = True, align: bool = True, progressive: bool = True, focus_max: float = 0.5,
                  focus_warmup: float = 10, focus_schedule: str = "linear", weight_sign: int = 1,
-                 norm_by_batch_mean: bool = False, magnitude: str = "main", eps: float = 1e-12) -> None:
+                 norm_by_batch_mean: bool = False, magnitude: str = "sum", eps: float = 1e-12) -> None:
         super().__init__(task_names)
         if not (isinstance(tau, (int, float)) and tau > 0):
             raise ValueError(f"tau must be a positive number, got {tau!r}")
