@@ -18,8 +18,11 @@ x's combination. One step, in this exact order (all vectorised over rows and tas
 4. **alignment** (rows the main task touches): an auxiliary direction with
    ``<d[x,k], d[x,0]> < 0`` loses its component along ``d[x,0]``.
 5. **combine**: ``c[x] = sum_k w[x,k] d[x,k]``.
-6. **magnitude**: ``balance``: ``out[x] = c[x] / ||c[x]|| * m[x]`` with ``m[x] = n[x,0]`` (``magnitude="main"``; or ``||sum_k g[x,k]||``, the EW step length, with ``magnitude="sum"``), or the
-   mean norm of x's tasks when the main task does not touch x. ``balance`` off:
+6. **magnitude**: ``balance``: ``out[x] = c[x] / ||c[x]|| * m[x]``. With ``magnitude="sum"``
+   (the default, chosen on Ciao validation NDCG@20, see docs/method.md) ``m[x] = ||sum_k g[x,k]||``,
+   the step length EW would take on x, so balancing redistributes the direction without
+   shrinking the step; with ``magnitude="main"`` ``m[x] = n[x,0]`` (or the mean norm of x's
+   tasks when the main task does not touch x). ``balance`` off:
    ``out[x] = T[x] * c[x]`` where ``T[x]`` is the number of tasks touching x, i.e. the
    effective weights ``T[x] w[x,k]`` sum to the number of tasks (the usual convention under
    which uniform weights are EW): ``pmtrec-none`` gives exactly EW's row gradient

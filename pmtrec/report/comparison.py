@@ -1,0 +1,315 @@
+"""Main comparison (every method x Recall/NDCG@K) and ablation (PMTRec vs its variants)."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+
+from pmtrec.report import style
+from pmtrec.report.data import ReportError, main_summary, metrics_of
+from pmtrec.report.tables import Cell, Table, fmt_num, fmt_pct, metric_cells, sig_marker
+
+REF = style.REFERENCE
+
+
+# ------------------------------------------------------------------------------ significance
+def sig_row(significance: pd.DataFrame, dataset: str, metric: str) -> dict | None:
+    s = significance[(significance["dataset"] == dataset) & (significance["metric"] == metric)]
+    return None if s.empty else s.iloc[0].to_dict()
+
+
+def p_value(row: dict | None) -> tuple[float, str]:
+    """The p-value aggregate used (Wilcoxon when computed, else the paired t-test) and its name."""
+    if row is None:
+        return float("nan"), ""
+    w = row.get("wilcoxon_pvalue")
+    if w is not None and not (isinstance(w, float) and math.isnan(w)):
+        return float(w), "Wilcoxon signed-rank test"
+    t = row.get("t_pvalue")
+    return (float(t) if t is not None else float("nan")), "paired t-test"
+
+
+def marker_for(row: dict | None) -> str:
+    """'*' when aggregate called the difference significant, '**' when also p < 0.01."""
+    if row is None or not bool(row.get("significant")):
+        return ""
+    p, _ = p_value(row)
+    return sig_marker(p) or "*"
+
+
+def best_baseline(significance: pd.DataFrame, dataset: str) -> str | None:
+    s = significance[significance["dataset"] == dataset]
+    return None if s.empty else str(s["baseline"].iloc[0])
+
+
+def fmt_p(p: float) -> str:
+    """'p = 0.012', 'p < 0.001' or 'p n/a'."""
+    if math.isnan(p):
+        return "p n/a"
+    return f"p = {p:.2g}" if p >= 0.001 else "p < 0.001"
+
+
+# ---------------------------------------------------------------------------------- main table
+def _wide(df: pd.DataFrame, values: str, methods: list[str]) -> pd.DataFrame:
+    """method x metric table of ``values`` (all-NaN columns kept: a std with one seed)."""
+    wide = df.pivot_table(index="method", columns="metric", values=values, aggfunc="first", dropna=False)
+    return wide.reindex(methods)
+
+
+def main_table(summary: pd.DataFrame, significance: pd.DataFrame, dataset: str,
+               metrics: list[str] | None = None) -> tuple[Table, str]:
+    """(table, reading) of every method x metric on ``dataset`` (test split, mean ± std over seeds)."""
+    s = main_summary(summary, dataset)
+    if s.empty:
+        raise ReportError(f"summary.csv: no main-comparison test rows for dataset '{dataset}'")
+    metrics = metrics or metrics_of(s)
+    methods = style.order_methods(s["method"].unique())
+    mean, std = _wide(s, "mean", methods), _wide(s, "std", methods)
+    nseeds = s.groupby("method")["n"].max().reindex(methods)
+    base = best_baseline(significance, dataset)
+    table = Table(["Method"] + [style.metric_label(m) for m in metrics], font_size=7.5)
+    columns = {m: metric_cells(mean[m].tolist(), std[m].tolist()) if m in mean else
+               [Cell("–")] * len(methods) for m in metrics}
+    for i, method in enumerate(methods):
+        cells = [Cell(style.label(method) + (" (best baseline)" if method == base else ""), bold=method == REF)]
+        for m in metrics:
+            c = columns[m][i]
+            if method == REF:
+                c.sup = marker_for(sig_row(significance, dataset, m))
+            cells.append(c)
+        table.add(cells, highlight=method == REF, rule=method == REF and i > 0)
+    test_name = ""
+    if base is not None and REF in methods:
+        row = [Cell(f"Improv. vs {style.label(base)}", italic=True)]
+        for m in metrics:
+            r = sig_row(significance, dataset, m)
+            row.append(Cell(fmt_pct(r["rel_improvement"]) if r else "–", italic=True))
+            if r and not test_name:
+                test_name = p_value(r)[1]
+        table.add(row, rule=True)
+    n_text = _seed_text(nseeds)
+    table.note = (f"Test split, mean ± std over {n_text}. Bold: best; underlined: second best (per column). "
+                  + (f"Best baseline = highest mean validation NDCG@20 ({style.label(base)}). "
+                     f"Markers on PMTRec: {test_name} against it, * significant at α = 0.05, ** p < 0.01."
+                     if base else ""))
+    return table, main_reading(summary, significance, dataset, metrics)
+
+
+def _seed_text(nseeds: pd.Series) -> str:
+    vals = sorted({int(n) for n in nseeds.dropna()})
+    if not vals:
+        return "seeds"
+    if len(vals) == 1:
+        return f"{vals[0]} seed{'s' if vals[0] != 1 else ''}"
+    return f"{vals[0]}–{vals[-1]} seeds"
+
+
+def main_reading(summary: pd.DataFrame, significance: pd.DataFrame, dataset: str, metrics: list[str]) -> str:
+    s = main_summary(summary, dataset)
+    key = "ndcg@20" if "ndcg@20" in metrics else metrics[0]
+    k = s[s["metric"] == key].set_index("method")["mean"].dropna().sort_values(ascending=False)
+    if REF not in k.index:
+        return (f"PMTRec has no main-comparison result on {dataset}; the best method by test "
+                f"{style.metric_label(key)} is {style.label(k.index[0])} ({fmt_num(k.iloc[0])}).")
+    rank = list(k.index).index(REF) + 1
+    text = (f"On {dataset}, PMTRec's test {style.metric_label(key)} is {fmt_num(k[REF])}, "
+            f"rank {rank} of {len(k)} methods.")
+    r = sig_row(significance, dataset, key)
+    if r is not None:
+        p, test = p_value(r)
+        rel = r["rel_improvement"]
+        direction = "above" if rel >= 0 else "below"
+        sig = "significant" if bool(r["significant"]) else "not significant"
+        text += (f" The best baseline (chosen on validation NDCG@20) is {style.label(r['baseline'])} with "
+                 f"{fmt_num(r['mean_baseline'])}, so PMTRec is {fmt_pct(abs(rel), sign=False)} {direction} it "
+                 f"({test} over {int(r['n'])} paired seeds, {fmt_p(p)}, {sig} at α = 0.05).")
+    wins = []
+    for m in metrics:
+        col = s[s["metric"] == m].set_index("method")["mean"].dropna()
+        if REF in col.index and len(col) and math.isclose(col[REF], col.max(), rel_tol=0, abs_tol=5e-5):
+            wins.append(style.metric_label(m))
+    if len(wins) == len(metrics):
+        text += f" PMTRec is best on all {len(metrics)} metrics of the table."
+    else:
+        text += (f" PMTRec is best on {len(wins)} of the {len(metrics)} metrics"
+                 + (f" ({', '.join(wins)})." if wins else "."))
+    sig_all = significance[(significance["dataset"] == dataset) & significance["metric"].isin(metrics)]
+    if not sig_all.empty:
+        n_sig = int(sig_all["significant"].astype(bool).sum())
+        text += f" The difference to the best baseline is significant on {n_sig} of {len(sig_all)} test metrics."
+    return text
+
+
+def main_plot(summary: pd.DataFrame, significance: pd.DataFrame, dataset: str, metrics: list[str] | None = None):
+    """Dot plot: a panel per metric, methods on the y axis, mean ± std over seeds."""
+    import matplotlib.pyplot as plt
+
+    s = main_summary(summary, dataset)
+    metrics = metrics or metrics_of(s)
+    methods = style.order_methods(s["method"].unique())
+    fams = list(dict.fromkeys(m.split("@")[0] for m in metrics))
+    ks = list(dict.fromkeys(m.split("@")[1] for m in metrics))
+    height = max(2.2, 0.15 * len(methods) + 0.9)
+    fig, axes = plt.subplots(len(fams), len(ks), figsize=(style.FULL_WIDTH, height * len(fams)),
+                             sharey=True, squeeze=False)
+    base = best_baseline(significance, dataset)
+    y = np.arange(len(methods))
+    for r, fam in enumerate(fams):
+        for c, k in enumerate(ks):
+            ax = axes[r][c]
+            metric = f"{fam}@{k}"
+            d = s[s["metric"] == metric].set_index("method").reindex(methods)
+            for i, m in enumerate(methods):
+                mu, sd = d.loc[m, "mean"], d.loc[m, "std"]
+                if pd.isna(mu):
+                    continue
+                em = style.emphasis(m)
+                ax.errorbar(mu, i, xerr=0 if pd.isna(sd) else sd, fmt=style.marker(m), color=style.color(m),
+                            ecolor=style.color(m), elinewidth=1.0, capsize=2,
+                            markersize=em["markersize"], zorder=em["zorder"],
+                            markeredgecolor=em.get("markeredgecolor", style.color(m)),
+                            markeredgewidth=em.get("markeredgewidth", 0.5))
+            if base is not None and base in d.index and not pd.isna(d.loc[base, "mean"]):
+                ax.axvline(d.loc[base, "mean"], color=style.color(base), ls=":", lw=1, zorder=1)
+            if REF in d.index and not pd.isna(d.loc[REF, "mean"]):
+                ax.axhspan(methods.index(REF) - 0.5, methods.index(REF) + 0.5, color="#FCEBDF", zorder=0)
+            ax.set_title(style.metric_label(metric))
+            ax.set_yticks(y)
+            ax.set_yticklabels([style.label(m) for m in methods])
+            ax.set_ylim(len(methods) - 0.5, -0.5)
+            ax.tick_params(axis="x", labelsize=style.FONT_SIZE - 2)
+            ax.xaxis.set_major_locator(plt.MaxNLocator(4))
+            ax.grid(axis="y", visible=False)
+    for lab in axes[0][0].get_yticklabels() + (axes[1][0].get_yticklabels() if len(fams) > 1 else []):
+        if lab.get_text() == style.label(REF):
+            lab.set_fontweight("bold")
+            lab.set_color(style.color(REF))
+    fig.tight_layout(h_pad=1.2, w_pad=0.8)
+    return fig
+
+
+# -------------------------------------------------------------------------------------- ablation
+def ablation_rows(ablation: pd.DataFrame, dataset: str, split: str = "test") -> pd.DataFrame:
+    a = ablation[(ablation["dataset"] == dataset) & (ablation["split"] == split)]
+    if a.empty:
+        raise ReportError(f"ablation.csv: no {split} rows for dataset '{dataset}'")
+    return a
+
+
+def ablation_table(ablation: pd.DataFrame, dataset: str, metrics: list[str] | None = None,
+                   key: str = "ndcg@20") -> tuple[Table, str]:
+    a = ablation_rows(ablation, dataset)
+    metrics = metrics or metrics_of(a)
+    methods = style.order_methods(a["method"].unique())
+    mean, std = _wide(a, "mean", methods), _wide(a, "std", methods)
+    rel = a[a["metric"] == key].set_index("method")["rel_delta"].reindex(methods)
+    cols = ["Variant"] + [style.metric_label(m) for m in metrics] + [f"Δ {style.metric_label(key)}"]
+    table = Table(cols, font_size=7.5)
+    columns = {m: metric_cells(mean[m].tolist(), std[m].tolist()) for m in metrics if m in mean}
+    for i, method in enumerate(methods):
+        cells = [Cell("PMTRec (full)" if method == REF else style.label(method), bold=method == REF)]
+        cells += [columns[m][i] if m in columns else Cell("–") for m in metrics]
+        cells.append(Cell("–" if method == REF else fmt_pct(rel[method])))
+        table.add(cells, highlight=method == REF)
+    n = a.groupby("method")["n"].max()
+    table.note = (f"Test split, mean ± std over {_seed_text(n)} (the full model on the same seeds). "
+                  f"Bold: best; underlined: second best. Δ: relative change of {style.metric_label(key)} "
+                  "against the full model.")
+    return table, ablation_reading(a, dataset, key)
+
+
+def ablation_reading(a: pd.DataFrame, dataset: str, key: str = "ndcg@20") -> str:
+    k = a[a["metric"] == key].set_index("method")
+    if REF not in k.index:
+        return f"The full PMTRec model has no runs on {dataset} to compare the variants with."
+    variants = k.drop(index=REF)
+    if variants.empty:
+        return f"No ablation variants ran on {dataset}."
+    rel = variants["rel_delta"].sort_values()
+    below = int((rel < 0).sum())
+    n = len(variants)
+    text = (f"On {dataset}, the full PMTRec reaches test {style.metric_label(key)} {fmt_num(k.loc[REF, 'mean'])}; "
+            f"{below} of {n} variant{'s' if n != 1 else ''} score{'s' if n == 1 else ''} lower.")
+
+    def one(m):
+        return f"'{style.label(m)}' ({fmt_num(variants.loc[m, 'mean'])}, {fmt_pct(rel[m])})"
+
+    if below:
+        text += f" Switching a component off costs most for {one(rel.index[0])}"
+        text += f" and least for {one(rel[rel < 0].index[-1])}." if below > 1 else "."
+    ups = rel[rel > 0]
+    if len(ups) == 1:
+        text += f" {one(ups.index[0])} scores higher than the full model."
+    elif len(ups) > 1:
+        text += f" {len(ups)} variants score higher than the full model, most of all {one(ups.index[-1])}."
+    return text
+
+
+def ablation_plot(ablation: pd.DataFrame, datasets: list[str], metrics: tuple[str, ...] = ("recall@20", "ndcg@20")):
+    """Grouped bars: a panel per metric, a group per dataset, a bar per variant (± std)."""
+    import matplotlib.pyplot as plt
+
+    a = ablation[(ablation["split"] == "test") & ablation["dataset"].isin(datasets)]
+    metrics = [m for m in metrics if m in set(a["metric"])] or metrics_of(a)[:2]
+    methods = style.order_methods(a["method"].unique())
+    fig, axes = plt.subplots(1, len(metrics), figsize=(style.FULL_WIDTH, 2.9), squeeze=False)
+    width = 0.8 / max(len(methods), 1)
+    x = np.arange(len(datasets))
+    for ax, metric in zip(axes[0], metrics):
+        d = a[a["metric"] == metric]
+        for j, m in enumerate(methods):
+            dm = d[d["method"] == m].set_index("dataset").reindex(datasets)
+            ax.bar(x - 0.4 + width * (j + 0.5), dm["mean"], width * 0.92, yerr=style.errbars(dm["std"]),
+                   color=style.color(m), edgecolor="black" if m == REF else "white",
+                   linewidth=0.8 if m == REF else 0.3, capsize=1.5, error_kw={"elinewidth": 0.7},
+                   label="PMTRec (full)" if m == REF else style.label(m))
+        lo = np.nanmin(d["mean"] - d["std"].fillna(0))
+        hi = np.nanmax(d["mean"] + d["std"].fillna(0))
+        pad = (hi - lo) * 0.35 + 1e-9
+        ax.set_ylim(max(0.0, lo - pad), hi + pad * 0.5)
+        ax.set_xticks(x)
+        ax.set_xticklabels(datasets)
+        ax.set_title(f"test {style.metric_label(metric)}")
+        ax.grid(axis="x", visible=False)
+    handles, labels = axes[0][0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="lower center", ncol=min(len(methods), 4), bbox_to_anchor=(0.5, -0.02))
+    fig.tight_layout(rect=(0, 0.12 if len(methods) <= 4 else 0.17, 1, 1))
+    return fig
+
+
+def main_plot_reading(summary: pd.DataFrame, significance: pd.DataFrame, dataset: str,
+                      metrics: list[str] | None = None) -> str:
+    s = main_summary(summary, dataset)
+    metrics = metrics or metrics_of(s)
+    base = best_baseline(significance, dataset)
+    if base is None or REF not in set(s["method"]):
+        return (f"Each panel shows one metric on {dataset}: the dots are means over seeds, the bars ± one std.")
+    right, widths = 0, []
+    for m in metrics:
+        d = s[s["metric"] == m].set_index("method")
+        if REF in d.index and base in d.index:
+            right += int(d.loc[REF, "mean"] > d.loc[base, "mean"])
+            if not pd.isna(d.loc[REF, "std"]) and d.loc[base, "mean"]:
+                widths.append(d.loc[REF, "std"] / d.loc[base, "mean"])
+    text = (f"Dots are means over seeds, bars ± one std; the dotted line marks the best baseline "
+            f"({style.label(base)}). On {dataset}, PMTRec (star, shaded row) lies right of that line on {right} of "
+            f"{len(metrics)} metrics")
+    if widths:
+        text += (f"; its seed-to-seed std is {fmt_pct(float(np.mean(widths)), sign=False)} of the baseline's "
+                 "mean on average")
+    return text + "."
+
+
+def ablation_plot_reading(ablation: pd.DataFrame, datasets: list[str], key: str = "ndcg@20") -> str:
+    a = ablation[(ablation["split"] == "test") & ablation["dataset"].isin(datasets) & (ablation["metric"] == key)]
+    v = a[a["method"] != REF]
+    if v.empty:
+        return "No ablation variants to compare."
+    mean_rel = v.groupby("method")["rel_delta"].mean().sort_values()
+    text = (f"Averaged over {len(datasets)} dataset{'s' if len(datasets) != 1 else ''}, the variants change "
+            f"{style.metric_label(key)} by "
+            + ", ".join(f"{fmt_pct(r)} ({style.label(m)})" for m, r in mean_rel.items())
+            + ". The y axes do not start at zero, to make the differences visible.")
+    return text

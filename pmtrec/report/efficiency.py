@@ -1,0 +1,161 @@
+"""Efficiency: time per epoch and peak memory of each method relative to EW."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from pmtrec.report import style
+from pmtrec.report.data import ReportError
+from pmtrec.report.tables import Cell, Table, fmt_num, fmt_sig
+
+REF = style.REFERENCE
+BASE = "ew"
+
+
+def per_method(eff: pd.DataFrame, dataset: str, kind: str = "main") -> tuple[pd.DataFrame, str]:
+    """Mean over seeds of each method's costs, with ratios to EW (or to the first trained method)."""
+    e = eff[(eff["dataset"] == dataset) & (eff["kind"] == kind)]
+    if e.empty:
+        raise ReportError(f"efficiency.csv: no {kind} runs on dataset '{dataset}'")
+    cols = ["epoch_time_s", "wall_time_s", "host_peak_rss_mb", "device_peak_mb", "bench_s", "bench_max_rss_mb",
+            "epochs_run"]
+    agg = e.groupby("method")[cols].mean(numeric_only=True)
+    agg = agg.reindex(style.order_methods(agg.index))
+    trained = agg[agg["epochs_run"] > 0]
+    base = BASE if BASE in trained.index else (trained.index[0] if len(trained) else None)
+    agg["memory_mb"] = agg["device_peak_mb"] if agg["device_peak_mb"].notna().any() else agg["host_peak_rss_mb"]
+    for col in ("epoch_time_s", "memory_mb", "host_peak_rss_mb", "wall_time_s"):
+        ref = agg.loc[base, col] if base is not None else np.nan
+        agg[f"{col}_x"] = np.where(agg["epochs_run"] > 0, agg[col] / ref, np.nan) if ref else np.nan
+    return agg.reset_index(), base or ""
+
+
+def memory_kind(eff: pd.DataFrame) -> str:
+    return "device" if eff["device_peak_mb"].notna().any() else "host"
+
+
+def devices(eff: pd.DataFrame, dataset: str, kind: str = "main") -> str:
+    d = eff[(eff["dataset"] == dataset) & (eff["kind"] == kind)]["device"].dropna().astype(str).unique()
+    return "; ".join(d[:2]) + (f" (+{len(d) - 2} more)" if len(d) > 2 else "") if len(d) else "unknown"
+
+
+def _ratio(v, trained: bool) -> str:
+    return f"{v:.2f}" if trained and not pd.isna(v) else "–"
+
+
+def cost_table(agg: pd.DataFrame, base: str, mem: str) -> Table:
+    mem_name = "Peak GPU mem. (MB)" if mem == "device" else "Peak RSS (MB)"
+    bx = f"× {style.label(base)}"
+    bench = agg["bench_s"].notna().any()
+    cols = ["Method", "Epochs", "Time/epoch (s)", bx, mem_name, bx, "Wall time (s)"]
+    if bench:
+        cols += ["Job time (s)†", "Job max RSS (MB)†"]
+    table = Table(cols, font_size=7.5)
+    for _, r in agg.iterrows():
+        m = r["method"]
+        trained = r["epochs_run"] > 0
+        cells = [Cell(style.label(m), bold=m == REF), Cell(f"{r['epochs_run']:.1f}".rstrip("0").rstrip(".")),
+                 Cell(fmt_sig(r["epoch_time_s"]) if trained else "–"),
+                 Cell(_ratio(r["epoch_time_s_x"], trained), bold=m == REF),
+                 Cell(fmt_sig(r["memory_mb"], 4)), Cell(_ratio(r["memory_mb_x"], trained), bold=m == REF),
+                 Cell(fmt_sig(r["wall_time_s"]))]
+        if bench:
+            cells += [Cell(fmt_sig(r["bench_s"])), Cell(fmt_sig(r["bench_max_rss_mb"], 4))]
+        table.add(cells, highlight=m == REF)
+    whose = "the accelerator’s" if mem == "device" else "the process’s"
+    table.note = (f"Mean over seeds of the main-comparison runs. Time/epoch: training time of one epoch "
+                  f"(evaluation excluded) and peak memory ({whose} peak) as recorded in the result files; "
+                  f"{bx}: ratio to {style.label(base)} on the same dataset and hardware; methods without "
+                  "training epochs (MostPop) have no ratio."
+                  + (" †: the Snakemake benchmark of the whole job (start-up and data loading included)." if bench
+                     else ""))
+    return table
+
+
+def cost_plot(agg: pd.DataFrame, base: str, mem: str):
+    import matplotlib.pyplot as plt
+
+    d = agg[agg["epochs_run"] > 0]
+    methods = list(d["method"])
+    fig, axes = plt.subplots(1, 2, figsize=(style.FULL_WIDTH, 0.8 + 0.2 * len(methods)), sharey=True)
+    y = np.arange(len(methods))
+    for ax, col, title in ((axes[0], "epoch_time_s_x", "time per epoch"),
+                           (axes[1], "memory_mb_x", "peak GPU memory" if mem == "device" else "peak RSS")):
+        vals = d[col].to_numpy(dtype=float)
+        ax.barh(y, vals, color=[style.color(m) for m in methods],
+                edgecolor=["black" if m == REF else "white" for m in methods], linewidth=0.6)
+        ax.axvline(1.0, color="#333333", lw=0.9, ls="--")
+        for yi, v in zip(y, vals):
+            if not np.isnan(v):
+                ax.text(v, yi, f" {v:.2f}×", va="center", fontsize=style.FONT_SIZE - 2.5)
+        ax.set_xlim(0, np.nanmax(vals) * 1.22 if np.isfinite(np.nanmax(vals)) else 1)
+        ax.set_title(f"{title} (× {style.label(base)})")
+        ax.grid(axis="y", visible=False)
+    axes[0].set_yticks(y)
+    axes[0].set_yticklabels([style.label(m) for m in methods])
+    axes[0].set_ylim(len(methods) - 0.5, -0.5)
+    for lab in axes[0].get_yticklabels():
+        if lab.get_text() == style.label(REF):
+            lab.set_fontweight("bold")
+            lab.set_color(style.color(REF))
+    fig.tight_layout()
+    return fig
+
+
+def cost_reading(agg: pd.DataFrame, base: str, dataset: str, mem: str, device: str = "") -> str:
+    a = agg.set_index("method")
+    if REF not in a.index or not base:
+        return f"On {dataset}, there is no PMTRec or {style.label(BASE)} run to compare costs with."
+    r = a.loc[REF]
+    trained = a[a["epochs_run"] > 0]
+    slow = trained["epoch_time_s_x"].idxmax()
+    text = (f"On {dataset}{', measured on ' + device + ',' if device else ''} a PMTRec epoch takes "
+            f"{fmt_sig(r['epoch_time_s'])} s, "
+            f"{r['epoch_time_s_x']:.2f}× {style.label(base)}'s, and its peak "
+            f"{'GPU memory' if mem == 'device' else 'resident memory'} is {r['memory_mb_x']:.2f}× "
+            f"{style.label(base)}'s ({fmt_sig(r['memory_mb'], 4)} MB).")
+    if slow != REF:
+        text += (f" The slowest method per epoch is {style.label(slow)} ({trained.loc[slow, 'epoch_time_s_x']:.2f}× "
+                 f"{style.label(base)}).")
+    rank = int((trained["epoch_time_s_x"] < r["epoch_time_s_x"]).sum()) + 1
+    if len(trained) > 1 and rank == len(trained):
+        return text + f" PMTRec is the slowest of the {len(trained)} trained methods."
+    return text + f" PMTRec is the {_ordinal(rank)} fastest of {len(trained)} trained methods."
+
+
+def _ordinal(n: int) -> str:
+    return f"{n}{'th' if 10 <= n % 100 <= 20 else {1: 'st', 2: 'nd', 3: 'rd'}.get(n % 10, 'th')}"
+
+
+# ------------------------------------------------------------------------- benchmark suite CSVs
+def bench_step_table(bench: pd.DataFrame) -> tuple[Table | None, str]:
+    """The suite's `step` section (training-step time × EW per method), one column per dataset/hardware."""
+    b = bench[bench["section"] == "step"] if not bench.empty else bench
+    if b.empty:
+        return None, ""
+    b = b.assign(col=b["dataset"].astype(str) + (" · " + b["hardware"].astype(str) if "hardware" in b else ""))
+    piv = b.pivot_table(index="item", columns="col", values="value", aggfunc="mean")
+    piv = piv.reindex(style.order_methods(piv.index))
+    table = Table(["Method"] + list(piv.columns), font_size=7.5)
+    for m, row in piv.iterrows():
+        table.add([Cell(style.label(m), bold=m == REF)] + [Cell(fmt_num(v, 2) + "×" if not pd.isna(v) else "–")
+                                                            for v in row], highlight=m == REF)
+    table.note = ("From the benchmark suite (python -m benchmarks, benchmarks/results/*.csv): median training-step "
+                  "time relative to EW, measured in one process.")
+    reading = ""
+    if REF in piv.index:
+        vals = ", ".join(f"{v:.2f}× on {c}" for c, v in piv.loc[REF].items() if not pd.isna(v))
+        reading = f"In the benchmark suite, a PMTRec training step costs {vals} an EW step."
+    return table, reading
+
+
+def cost_plot_reading(agg: pd.DataFrame, base: str, dataset: str, mem: str) -> str:
+    d = agg[agg["epochs_run"] > 0].set_index("method")
+    if d.empty or not base:
+        return ""
+    t, m = d["epoch_time_s_x"], d["memory_mb_x"]
+    what = "GPU memory" if mem == "device" else "resident memory"
+    return (f"Bars right of the dashed line cost more than {style.label(base)}. On {dataset}, {int((t > 1.05).sum())} "
+            f"of {len(d)} trained methods are more than 5% slower per epoch (range {t.min():.2f}× to {t.max():.2f}×), "
+            f"and peak {what} ranges from {m.min():.2f}× to {m.max():.2f}× ({style.label(m.idxmax())} highest).")

@@ -1,0 +1,268 @@
+"""The report: table loading and formatting, the notebooks, the typst PDF (pmtrec.report).
+
+The fast tests build synthetic aggregated tables with the real pmtrec.aggregate
+(pmtrec.report.synthetic), run the notebooks' code in-process and compile the PDF; one test runs
+a notebook through papermill to check that a missing table fails with one line. The slow test
+runs the workflow on the CI config (.test/config/config.yaml) and checks its PDF.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+pytest.importorskip("matplotlib")
+pytest.importorskip("typst")
+pypdf = pytest.importorskip("pypdf")
+
+from pmtrec.report import style  # noqa: E402
+from pmtrec.report.build import build_report  # noqa: E402
+from pmtrec.report.comparison import main_table  # noqa: E402
+from pmtrec.report.data import ReportError, load_table, pick_datasets  # noqa: E402
+from pmtrec.report.section import read_section  # noqa: E402
+from pmtrec.report.tables import fmt_mean_std, fmt_pct, rank_marks, sig_marker  # noqa: E402
+
+ROOT = Path(__file__).resolve().parent.parent
+NOTEBOOKS = ["01_datasets", "02_main_comparison", "03_ablation", "04_personalization", "05_training_dynamics",
+             "06_sensitivity", "07_efficiency"]
+SECTION_TITLES = ["Datasets", "Main comparison", "Ablation", "Personalization", "Training dynamics", "Sensitivity",
+                  "Efficiency"]
+
+
+# ------------------------------------------------------------------------------------ fixtures
+@pytest.fixture(scope="session")
+def study(tmp_path_factory):
+    """Synthetic aggregated tables (real pmtrec.aggregate on fake result records)."""
+    from pmtrec.report.synthetic import synthetic_study
+
+    return synthetic_study(tmp_path_factory.mktemp("study"), datasets=("alpha", "beta"),
+                           methods=["mostpop", "single", "ew", "uw", "pcgrad", "pmtrec"], seeds=(0, 1, 2),
+                           variants=["pmtrec-no-personal", "pmtrec-no-focus"],
+                           grid={"tau": [0.5, 1.0, 2.0], "focus_max": [0.25, 0.5]}, dims=(16, 32, 64))
+
+
+def run_notebook_inprocess(name: str, params: dict) -> None:
+    """Execute a notebook's code cells in this process (no kernel), its parameters cell replaced."""
+    nb = json.loads((ROOT / "notebooks" / f"{name}.ipynb").read_text())
+    ns: dict = {}
+    for cell in nb["cells"]:
+        if cell["cell_type"] != "code":
+            continue
+        src = "".join(cell["source"])
+        exec(compile(src, f"{name}.ipynb", "exec"), ns)
+        if "parameters" in cell.get("metadata", {}).get("tags", []):
+            ns.update({k: v for k, v in params.items() if k in ns})
+
+
+@pytest.fixture(scope="session")
+def sections(study, tmp_path_factory):
+    out = tmp_path_factory.mktemp("sections")
+    import matplotlib
+
+    matplotlib.use("Agg")
+    params = {"tables_dir": str(study["tables"]), "datasets": [],
+              "prepared_dirs": {d: str(p) for d, p in study["prepared"].items()},
+              "bench_csvs": [str(study["bench_csv"])]}
+    dirs = []
+    for name in NOTEBOOKS:
+        d = out / name
+        run_notebook_inprocess(name, {**params, "out_dir": str(d)})
+        dirs.append(d)
+    return dirs
+
+
+@pytest.fixture(scope="session")
+def pdf(study, sections, tmp_path_factory):
+    out = tmp_path_factory.mktemp("pdf") / "pmtrec_report.pdf"
+    results = sorted(str(p) for p in Path(study["results"]).rglob("*.json"))
+    build_report(sections, out, tables_dir=study["tables"], results=results, config_hash="abc123def456")
+    return out
+
+
+def pdf_text(path: Path) -> str:
+    reader = pypdf.PdfReader(str(path))
+    return "\n".join(page.extract_text() or "" for page in reader.pages)
+
+
+# ------------------------------------------------------------------------------- table loading
+def test_load_table_missing_is_one_line(tmp_path):
+    with pytest.raises(ReportError) as exc:
+        load_table(tmp_path, "summary")
+    msg = str(exc.value)
+    assert "\n" not in msg
+    assert msg.startswith(str(tmp_path / "summary.csv")) and "table missing" in msg
+
+
+def test_load_table_empty_and_header_only(tmp_path):
+    (tmp_path / "summary.csv").write_text("")
+    with pytest.raises(ReportError, match="table is empty"):
+        load_table(tmp_path, "summary")
+    (tmp_path / "summary.csv").write_text("kind,dataset,method,variant,split,metric,mean,std,n\n")
+    with pytest.raises(ReportError, match="has no rows"):
+        load_table(tmp_path, "summary")
+    assert load_table(tmp_path, "summary", allow_empty=True).empty
+
+
+def test_load_table_missing_column(tmp_path):
+    (tmp_path / "summary.csv").write_text("kind,dataset\nmain,x\n")
+    with pytest.raises(ReportError, match=r"missing column\(s\) method"):
+        load_table(tmp_path, "summary")
+
+
+def test_pick_datasets(study):
+    summary = load_table(study["tables"], "summary")
+    assert pick_datasets(summary, [], "summary.csv") == ["alpha", "beta"]
+    with pytest.raises(ReportError, match="no rows for dataset"):
+        pick_datasets(summary, ["gamma"], "summary.csv")
+    assert pick_datasets(summary, ["gamma", "beta"], skip_missing=True) == ["beta"]
+
+
+# ------------------------------------------------------------------------------- formatting
+def test_formatting():
+    assert fmt_mean_std(0.123456, 0.00123) == "0.1235 ± 0.0012"
+    assert fmt_mean_std(0.1, float("nan")) == "0.1000"
+    assert fmt_mean_std(float("nan"), 0.1) == "–"
+    assert fmt_pct(0.0321) == "+3.2%" and fmt_pct(-0.5) == "-50.0%"
+    assert rank_marks([0.1, 0.3, 0.2, 0.3]) == [None, "best", "second", "best"]  # ties share a rank
+    assert rank_marks([0.5, float("nan")]) == ["best", None]
+    assert [sig_marker(p) for p in (0.001, 0.03, 0.2, float("nan"))] == ["**", "*", "", ""]
+
+
+def test_style_colours_cover_every_method():
+    from pmtrec.methods import available
+
+    methods = available()
+    missing = [m for m in methods if m not in style.METHOD_COLORS]
+    assert not missing, f"no report colour for {missing}"
+    colours = [style.color(m) for m in methods]
+    assert len(set(colours)) == len(colours), "two methods share a colour"
+    assert all(m in style.METHOD_LABELS for m in methods)
+    assert style.order_methods(["pmtrec", "ew", "zzz", "mostpop"]) == ["mostpop", "ew", "pmtrec", "zzz"]
+
+
+def test_main_table_marks(study):
+    summary = load_table(study["tables"], "summary")
+    sig = load_table(study["tables"], "significance")
+    table, reading = main_table(summary, sig, "alpha")
+    frame = table.to_frame()
+    assert list(frame.columns) == ["Method", "Recall@10", "Recall@20", "Recall@50", "NDCG@10", "NDCG@20", "NDCG@50"]
+    # synthetic PMTRec is best everywhere: bold in every metric column
+    ref = frame[frame["Method"].str.contains("PMTRec")].iloc[0]
+    assert all(str(v).startswith("**") for v in ref.iloc[1:])
+    assert frame["Method"].iloc[-1].startswith("Improv. vs")
+    assert sum("__" in str(v) for v in frame["NDCG@20"]) >= 1  # a second best
+    assert "rank 1 of 6 methods" in reading
+
+
+# ------------------------------------------------------------------------------ sections + PDF
+def test_sections_written(sections):
+    for d, title in zip(sections, SECTION_TITLES):
+        sec = read_section(d)
+        assert sec["title"] == title
+        kinds = {i["kind"] for i in sec["items"]}
+        assert "figure" in kinds, f"{d.name}: no figure"
+        for item in sec["items"]:
+            if item["kind"] in ("figure", "table"):
+                assert item["reading"], f"{d.name}/{item['id']}: no reading"
+            if item["kind"] == "figure":
+                svg = (d / item["file"]).read_text()
+                assert svg.lstrip().startswith("<?xml") and "<svg" in svg
+
+
+def test_pdf_sections_and_values(pdf, study):
+    text = pdf_text(pdf)
+    norm = re.sub(r"\s+", " ", text)
+    for i, title in enumerate(SECTION_TITLES, 1):
+        assert f"{i}. {title}" in norm, f"section '{title}' not in the PDF"
+    for word in ("Provenance", "Git commit", "abc123def456", "Hardware", "alpha", "beta"):
+        assert word in norm
+    summary = pd.read_csv(study["tables"] / "summary.csv")
+    row = summary[(summary["kind"] == "main") & (summary["dataset"] == "alpha") & (summary["method"] == "pmtrec")
+                  & (summary["split"] == "test") & (summary["metric"] == "ndcg@20")].iloc[0]
+    assert fmt_mean_std(row["mean"], row["std"]) in norm
+    assert "Table 1" in norm and "Figure 1" in norm
+    assert len(pypdf.PdfReader(str(pdf)).pages) > 8
+
+
+def test_pdf_is_written_atomically(sections, study, tmp_path, monkeypatch):
+    out = tmp_path / "report.pdf"
+    out.write_bytes(b"old")
+    import typst
+
+    def boom(*a, **k):
+        raise RuntimeError("error: unexpected token\n  at main.typ:3")
+
+    monkeypatch.setattr(typst, "compile", boom)
+    with pytest.raises(ReportError, match="typst failed to compile the report: error: unexpected token"):
+        build_report(sections, out, tables_dir=study["tables"])
+    assert out.read_bytes() == b"old"
+    assert [p.name for p in tmp_path.iterdir()] == ["report.pdf"]  # no temp file left
+
+
+def test_build_refuses_missing_section(tmp_path):
+    with pytest.raises(ReportError, match="section missing"):
+        build_report([tmp_path], tmp_path / "r.pdf")
+
+
+# --------------------------------------------------------------------------- papermill failure
+def test_papermill_missing_table_fails_with_one_line(tmp_path):
+    pm = pytest.importorskip("papermill")
+    from pmtrec.report.execute import execute, main
+
+    nb_out = tmp_path / "02.ipynb"
+    with pytest.raises(pm.PapermillExecutionError) as exc:
+        pm.execute_notebook(str(ROOT / "notebooks" / "02_main_comparison.ipynb"), str(nb_out),
+                            parameters={"tables_dir": str(tmp_path / "none"), "out_dir": str(tmp_path / "o")},
+                            kernel_name="python3", progress_bar=False, cwd=str(ROOT))
+    expected = f"pmtrec report: error: {tmp_path / 'none' / 'summary.csv'}: table missing"
+    assert expected in str(exc.value)
+    assert "Traceback" not in str(exc.value)
+    # the runner the workflow uses: exit 1, one line on stderr
+    proc = subprocess.run([sys.executable, "-m", "pmtrec.report.execute", str(ROOT / "notebooks" / "03_ablation.ipynb"),
+                           str(tmp_path / "03.ipynb"), "--tables", str(tmp_path / "none"), "--out-dir",
+                           str(tmp_path / "o3")], capture_output=True, text=True, cwd=ROOT)
+    assert proc.returncode == 1
+    err = [ln for ln in proc.stderr.splitlines() if ln.startswith("pmtrec report: error:")]
+    assert err == [f"pmtrec report: error: 03_ablation.ipynb: {tmp_path / 'none' / 'ablation.csv'}: table missing "
+                   "(run the workflow's aggregate step first: snakemake --cores 1 tables)"]
+    assert "Traceback" not in proc.stderr
+    assert callable(main) and callable(execute)
+
+
+# ------------------------------------------------------------------------------- end to end
+@pytest.mark.slow
+def test_workflow_ci_config_pdf(tmp_path):
+    """snakemake on the CI config -> reports/pmtrec_report.pdf with every section and a table value."""
+    snakemake = shutil.which("snakemake", path=os.path.dirname(sys.executable)) or shutil.which("snakemake")
+    if snakemake is None or not (ROOT / ".test" / "config" / "config.yaml").is_file():
+        pytest.skip("snakemake or the CI config is not available")
+    work = tmp_path / "repo"
+    ignore = shutil.ignore_patterns(".git", ".venv", "results", "resources", "logs", ".snakemake", "reports",
+                                    "__pycache__", "*.egg-info", "runs")
+    shutil.copytree(ROOT, work, ignore=ignore)
+    (work / "reports").mkdir(exist_ok=True)
+    shutil.copy(ROOT / "reports" / "template.typ", work / "reports" / "template.typ")
+    proc = subprocess.run([snakemake, "all", "--cores", "2", "--configfile", ".test/config/config.yaml"],
+                          cwd=work, capture_output=True, text=True, timeout=1800)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    pdf_path = work / "reports" / "pmtrec_report.pdf"
+    norm = re.sub(r"\s+", " ", pdf_text(pdf_path))
+    for i, title in enumerate(SECTION_TITLES, 1):
+        assert f"{i}. {title}" in norm
+    summary = pd.read_csv(work / "results" / "tables" / "summary.csv")
+    row = summary[(summary["kind"] == "main") & (summary["method"] == "pmtrec") & (summary["split"] == "test")
+                  & (summary["metric"] == "ndcg@20")].iloc[0]
+    assert fmt_mean_std(row["mean"], row["std"]) in norm
+    # the Snakemake HTML report (report() flags + captions in workflow/report/)
+    proc = subprocess.run([snakemake, "--configfile", ".test/config/config.yaml", "--report", "report.html"],
+                          cwd=work, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert (work / "report.html").stat().st_size > 10_000

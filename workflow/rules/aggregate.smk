@@ -1,0 +1,32 @@
+# Stage 6: aggregate. Every result JSON (validated against pmtrec/schemas/result.schema.json),
+# the Snakemake benchmark files and the dataset statistics -> tidy CSV tables in results/tables/
+# (pmtrec.aggregate; the columns are documented in config/README.md).
+
+ENTRIES = STUDY.result_entries()
+AGG_RES = STUDY.resources["aggregate"]
+
+
+rule aggregate:
+    """All results -> results/tables/*.csv (means, stds, significance, curves, efficiency, ...)."""
+    input:
+        results=[e["path"] for e in ENTRIES],
+        benchmarks=[e["benchmark"] for e in ENTRIES],
+        data=[prepared_dir(d) for d in STUDY.datasets],
+    output:
+        expand(f"{TABLES}/{{name}}.csv", name=TABLE_NAMES),
+    log:
+        f"{LOGS}/aggregate.log",
+    params:
+        entries=canon(ENTRIES),
+        datasets={d: prepared_dir(d) for d in STUDY.datasets},
+        significance=canon(config["significance"]),
+        tune_metric=config["tune"]["metric"],
+        outdir=lambda wildcards, output: os.path.dirname(output[0]),
+    threads: AGG_RES["threads"]
+    resources:
+        mem_mb=AGG_RES["mem_mb"],
+        runtime=AGG_RES["runtime"],
+    conda:
+        "../envs/pmtrec.yaml"
+    script:
+        "../scripts/aggregate.py"

@@ -1,0 +1,27 @@
+# Stage 2: prepare. Raw files -> the canonical prepared dataset (k-core filtering, split,
+# statistics in stats.json / stats.csv), written atomically by `pmtrec prepare`.
+
+# The mirror is passed outside `params` (see download.smk): moving it reruns nothing.
+MIRROR_ARG = f"--set dataset.mirror={shlex.quote(config['mirror'])}" if config["mirror"] else ""
+
+
+rule prepare:
+    """Canonical prepared dataset of one configured dataset."""
+    input:
+        download_input,
+    output:
+        directory(prepared_dir("{dataset}")),
+    log:
+        f"{LOGS}/prepare/{{dataset}}.log",
+    benchmark:
+        bench_path("prepare", "{dataset}")
+    params:
+        sets=lambda wc: set_args(STUDY.prepare_pairs(wc.dataset)),
+    threads: STUDY.resources["prepare"]["threads"]
+    resources:
+        mem_mb=STUDY.resources["prepare"]["mem_mb"],
+        runtime=STUDY.resources["prepare"]["runtime"],
+    conda:
+        "../envs/pmtrec.yaml"
+    shell:
+        "pmtrec prepare {params.sets} {MIRROR_ARG} --out {output} > {log} 2>&1"

@@ -1,0 +1,88 @@
+# Stage 3: train. One job per dataset x method x seed (`train`), and the tuning protocol:
+#   tune            every point of a method's grid (tune.grids.<method>) on seed tune.seed
+#   select_setting  the point with the best validation metric (tune.metric, NDCG@20)
+#                   -> results/tune/<dataset>/<method>/selected.yaml (a run-config fragment)
+#   train           the final seeds run with the selected setting (`--config selected.yaml`);
+#                   the test metrics of the study come only from these runs.
+#
+# Each job: `pmtrec train --device auto` (CUDA when there is a GPU, else the CPU), wrapped by
+# pmtrec.gpu_slots, which pins the job to one free GPU on a multi-GPU workstation (and does
+# nothing without GPUs or under SLURM). A checkpoint is written every epoch so that a retried
+# job (preempted or timed out) resumes; it is deleted when the job succeeds.
+
+TRAIN_RES = STUDY.resources["train"]
+
+TRAIN_SHELL = (
+    "python -m pmtrec.gpu_slots -- "
+    "pmtrec train --data {input.data} --method {params.method} --seed {params.seed} "
+    "--device auto --threads {threads} {params.config} {params.sets} "
+    "--out {output.json} --checkpoint {params.checkpoint} -q > {log} 2>&1 "
+    "&& rm -f {params.checkpoint}"
+)
+
+
+rule train:
+    """One run of the main comparison: dataset x method x seed."""
+    input:
+        data=lambda wc: prepared_dir(wc.dataset),
+        selected=lambda wc: selected_input(wc.dataset, wc.method),
+    output:
+        json=run_path("{dataset}", "{method}", "{seed}"),
+    log:
+        f"{LOGS}/train/{{dataset}}/{{method}}/seed{{seed}}.log",
+    benchmark:
+        bench_path("train", "{dataset}", "{method}", "seed{seed}")
+    params:
+        method=lambda wc: wc.method,
+        seed=lambda wc: int(wc.seed),
+        config=lambda wc: STUDY.train_params(wc.dataset, wc.method)["config"],
+        sets=lambda wc: STUDY.train_params(wc.dataset, wc.method)["sets"],
+        checkpoint=lambda wc: checkpoint_path(
+            "train", f"{wc.dataset}/{wc.method}/seed{wc.seed}-{STUDY.train_params(wc.dataset, wc.method)['tag']}"
+        ),
+    threads: TRAIN_RES["threads"]
+    resources:
+        mem_mb=TRAIN_RES["mem_mb"],
+        runtime=TRAIN_RES["runtime"],
+        gpu=train_gpu,
+    conda:
+        "../envs/pmtrec.yaml"
+    shell:
+        TRAIN_SHELL
+
+
+use rule train as tune with:
+    input:
+        data=lambda wc: prepared_dir(wc.dataset),
+    output:
+        json=tune_path("{dataset}", "{method}", "{point}"),
+    log:
+        f"{LOGS}/tune/{{dataset}}/{{method}}/{{point}}.log",
+    benchmark:
+        bench_path("tune", "{dataset}", "{method}", "{point}")
+    params:
+        method=lambda wc: wc.method,
+        seed=STUDY.tune_seed,
+        config="",
+        sets=lambda wc: STUDY.train_params(wc.dataset, wc.method, STUDY.points[wc.method][wc.point],
+                                           use_selected=False)["sets"],
+        checkpoint=lambda wc: checkpoint_path("tune", f"{wc.dataset}/{wc.method}/{wc.point}-" + STUDY.train_params(
+            wc.dataset, wc.method, STUDY.points[wc.method][wc.point], use_selected=False)["tag"]),
+
+
+rule select_setting:
+    """The grid point of a method with the best validation metric on the tuning seed."""
+    input:
+        lambda wc: STUDY.tune_runs(wc.dataset, wc.method),
+    output:
+        selected_path("{dataset}", "{method}"),
+    log:
+        f"{LOGS}/select_setting/{{dataset}}/{{method}}.log",
+    params:
+        points=lambda wc: {tune_path(wc.dataset, wc.method, p): v for p, v in STUDY.points[wc.method].items()},
+        fixed=lambda wc: STUDY.fixed_params(wc.method),
+        metric=config["tune"]["metric"],
+    conda:
+        "../envs/pmtrec.yaml"
+    script:
+        "../scripts/select_setting.py"

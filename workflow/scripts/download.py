@@ -1,0 +1,51 @@
+"""Glue for rule `download`: resolve a dataset's raw files (pmtrec.data.fetch) and write a manifest."""
+
+import json
+import sys
+from pathlib import Path
+
+from pmtrec.config import load_config
+from pmtrec.data import fetch
+from pmtrec.errors import PmtrecError
+from pmtrec.io import write_json
+
+sm = snakemake  # noqa: F821 (injected by Snakemake)
+sys.stderr = sys.stdout = open(sm.log[0], "w")
+
+overrides = [f"{key}={json.dumps(value)}" for key, value in sm.params.sets]
+if sm.config.get("mirror"):
+    overrides.append(f"dataset.mirror={json.dumps(sm.config['mirror'])}")
+try:
+    cfg = load_config(overrides=overrides)
+    source = cfg["dataset"]["source"]
+    section = cfg["dataset"].get(source) or {}
+    if isinstance(section.get("files"), dict):  # ciao, epinions: checksummed files (mirror, cache, URL)
+        paths = fetch.resolve_files(cfg, source)
+    elif source == "amazon":  # user-provided paths or URLs, else the mirror/cache file names
+        from pmtrec.data.sources import amazon
+
+        category = section.get("category") or "Video_Games"
+        paths = {}
+        for key, default in (("reviews", f"reviews_{category}_5.json.gz"), ("meta", f"meta_{category}.json.gz")):
+            value = section.get(key)
+            if value is False:
+                continue
+            paths[key] = (fetch.resolve_path_or_url(cfg, source, str(value), key) if value
+                          else amazon._default(cfg, default, key))
+    elif source == "custom":
+        paths = {key: fetch.resolve_path_or_url(cfg, source, str(value), key)
+                 for key, value in section.items() if key != "name" and value}
+    else:
+        paths = {}
+except PmtrecError as exc:
+    name = sm.wildcards.dataset
+    print(f"pmtrec: error: {exc} [workflow config: the `mirror` key, or datasets.{name}.run.dataset.<source> "
+          "for file paths/URLs; see config/README.md]")
+    raise SystemExit(1)
+
+manifest = {"dataset": sm.wildcards.dataset, "source": source,
+            "files": {name: {"sha256": fetch.sha256_file(p), "bytes": Path(p).stat().st_size}
+                      for name, p in paths.items()}}
+for name, p in paths.items():
+    print(f"{name}: {p} ({manifest['files'][name]['bytes']} bytes, sha256 {manifest['files'][name]['sha256']})")
+write_json(sm.output[0], manifest)
