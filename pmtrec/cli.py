@@ -1,17 +1,25 @@
 """Command line: ``pmtrec prepare``, ``pmtrec train``, ``pmtrec methods``, ``pmtrec config``.
 
-Every user-facing error is one line on stderr and a non-zero exit status.
+Every user-facing error is one line on stderr and a non-zero exit status: 2 for a bad
+input, configuration or file (``pmtrec: error: ...``), 1 for an unexpected internal error
+(``pmtrec: internal error: ...``; ``PMTREC_DEBUG=1`` shows its traceback), 130 on Ctrl-C and
+143 on SIGTERM (temporary files are removed; a training checkpoint resumes the run).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import math
+import os
+import signal
 import sys
+import threading
 from pathlib import Path
+from typing import Any
 
 from pmtrec import __version__
-from pmtrec.errors import PmtrecError
+from pmtrec.errors import ConfigError, PmtrecError
 
 EPILOG = ("Configuration: the packaged defaults (pmtrec config --show), then --config FILE, then each --set "
           "key.path=value in order. Keys are documented in config/README.md.")
@@ -58,6 +66,90 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+# ---- run-config types ----------------------------------------------------------------------
+def _int(lo: int | None = None, null: bool = False):
+    def check(v: Any) -> str | None:
+        if v is None and null:
+            return None
+        ok = isinstance(v, int) and not isinstance(v, bool) and (lo is None or v >= lo)
+        return None if ok else ("an integer" if lo is None else "a non-negative integer" if lo == 0
+                                else f"an integer >= {lo}") + (" or null" if null else "")
+    return check
+
+
+def _num(positive: bool = False):
+    def check(v: Any) -> str | None:
+        ok = (isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+              and (v > 0 if positive else v >= 0))
+        return None if ok else ("a positive number" if positive else "a non-negative number")
+    return check
+
+
+def _str(null: bool = False):
+    def check(v: Any) -> str | None:
+        return None if isinstance(v, str) or (null and v is None) else "a string" + (" or null" if null else "")
+    return check
+
+
+def _bool(v: Any) -> str | None:
+    return None if isinstance(v, bool) else "true or false"
+
+
+def _ks(v: Any) -> str | None:
+    ok = (isinstance(v, list) and v and all(isinstance(k, int) and not isinstance(k, bool) and k >= 1 for k in v)
+          and 20 in v)
+    return None if ok else "a non-empty list of positive integers that includes 20 (early stopping uses NDCG@20)"
+
+
+def _files(v: Any) -> str | None:
+    ok = isinstance(v, dict) and v and all(d is None or isinstance(d, str) for d in v.values())
+    return None if ok else "a mapping file name -> SHA-256 (or null)"
+
+
+# Leaf keys with a fixed type; other keys are checked where they are used (sources, preprocess,
+# tasks, methods) and all of those raise one-line ConfigErrors too.
+RUN_CONFIG_TYPES = {
+    "dataset.source": _str(), "dataset.mirror": _str(null=True), "dataset.cache": _str(null=True),
+    "dataset.synthetic.seed": _int(), "dataset.download.retries": _int(0),
+    "dataset.download.backoff_s": _num(), "dataset.download.timeout_s": _num(positive=True),
+    "dataset.ciao.url": _str(null=True), "dataset.epinions.url": _str(null=True),
+    "dataset.ciao.files": _files, "dataset.epinions.files": _files,
+    "model.dim": _int(1), "model.init_std": _num(),
+    "train.method": _str(), "train.epochs": _int(0), "train.batch_size": _int(1),
+    "train.aux_batch_size": _int(1, null=True), "train.lr": _num(), "train.l2": _num(),
+    "train.optimizer": _str(), "train.patience": _int(1), "train.seed": _int(), "train.device": _str(),
+    "train.threads": _int(1, null=True), "train.progress": _bool, "train.on_nonfinite": _str(),
+    "eval.ks": _ks, "eval.batch_size": _int(1), "eval.groups": _int(1),
+}
+
+
+def check_run_config(cfg: dict) -> None:
+    """One-line ConfigError for a section that is not a mapping or a key of the wrong type."""
+    from pmtrec.config import defaults
+
+    def sections(node: dict, path: tuple[str, ...]):
+        for key, value in node.items():
+            if isinstance(value, dict) and value and not (path + (key,) == ("train", "method_params")):
+                yield path + (key,)
+                yield from sections(value, path + (key,))
+
+    for path in sections(defaults(), ()):
+        node: Any = cfg
+        for part in path:
+            node = node.get(part) if isinstance(node, dict) else None
+        if not isinstance(node, dict):
+            raise ConfigError(f"{'.'.join(path)}: expected a mapping of keys, got {node!r}")
+    for dotted, check in RUN_CONFIG_TYPES.items():
+        node = cfg
+        for part in dotted.split("."):
+            node = node.get(part) if isinstance(node, dict) else None
+        problem = check(node)
+        if problem:
+            raise ConfigError(f"{dotted}: expected {problem}, got {node!r}")
+    if not isinstance(cfg["train"].get("method_params"), dict):
+        raise ConfigError(f"train.method_params: expected a mapping, got {cfg['train'].get('method_params')!r}")
+
+
 def _resolve(args) -> dict:
     from pmtrec.config import load_config
 
@@ -70,7 +162,9 @@ def _resolve(args) -> dict:
             overrides.append(f"{key}={value}")
     if getattr(args, "quiet", False):
         overrides.append("train.progress=false")
-    return load_config(args.config, overrides)
+    cfg = load_config(args.config, overrides)
+    check_run_config(cfg)
+    return cfg
 
 
 def cmd_prepare(args) -> int:
@@ -119,17 +213,56 @@ def cmd_config(args) -> int:
     return 0
 
 
+class Terminated(BaseException):
+    """SIGTERM, raised in the main thread so that ``finally`` blocks (temporary files) run.
+
+    A BaseException, like KeyboardInterrupt: no ``except Exception`` in the library swallows it.
+    """
+
+
+def _on_sigterm(signum, frame):
+    raise Terminated()
+
+
+def _one_line(text: str) -> str:
+    return " | ".join(ln.strip() for ln in str(text).splitlines() if ln.strip())
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     handler = {"prepare": cmd_prepare, "train": cmd_train, "methods": cmd_methods, "config": cmd_config}
+    previous = None
+    if threading.current_thread() is threading.main_thread():
+        previous = signal.signal(signal.SIGTERM, _on_sigterm)
     try:
         return handler[args.command](args)
     except PmtrecError as exc:
-        print(f"pmtrec: error: {exc}", file=sys.stderr)
+        print(f"pmtrec: error: {_one_line(exc)}", file=sys.stderr)
+        return 2
+    except OSError as exc:  # a path that cannot be read or written (it names the file)
+        print(f"pmtrec: error: {_one_line(exc)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("pmtrec: interrupted", file=sys.stderr)
         return 130
+    except Terminated:
+        ckpt = getattr(args, "checkpoint", None)
+        hint = f"; rerun the same command to resume from {ckpt}" if ckpt and Path(ckpt).exists() else ""
+        print(f"pmtrec: terminated (SIGTERM){hint}", file=sys.stderr)
+        return 143
+    except Exception as exc:
+        if os.environ.get("PMTREC_DEBUG"):
+            raise
+        if type(exc).__name__ == "OutOfMemoryError":  # torch.OutOfMemoryError, without importing torch here
+            print(f"pmtrec: error: out of device memory ({_one_line(exc)[:200]}); lower train.batch_size or "
+                  "eval.batch_size", file=sys.stderr)
+            return 2
+        print(f"pmtrec: internal error: {type(exc).__name__}: {_one_line(exc)[:300]} "
+              "(set PMTREC_DEBUG=1 for the traceback)", file=sys.stderr)
+        return 1
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
 
 
 if __name__ == "__main__":

@@ -411,9 +411,14 @@ class Trainer:
     def fit(self, checkpoint: str | Path | None = None, log=print) -> dict:
         """Train with early stopping; return the result dictionary (see :func:`result_record`)."""
         wall0 = time.perf_counter()
-        if checkpoint is not None and Path(checkpoint).exists():
-            self.load_checkpoint(checkpoint)
-            log(f"resumed from {checkpoint} at epoch {self.epoch}")
+        if checkpoint is not None:
+            checkpoint = Path(checkpoint)
+            # a SIGKILL during a save leaves its temporary file (never the checkpoint itself) behind
+            for stale in checkpoint.parent.glob(f".{checkpoint.name}.*.tmp"):
+                stale.unlink(missing_ok=True)
+            if checkpoint.exists():
+                self.load_checkpoint(checkpoint)
+                log(f"resumed from {checkpoint} at epoch {self.epoch}")
         patience = int(self.cfg["train"]["patience"])
         while self.epoch < self.epochs and self.best["bad_epochs"] < patience:
             entry = self.run_epoch()

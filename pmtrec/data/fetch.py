@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import hashlib
 import http.client
+import math
 import os
 import shutil
 import time
@@ -33,7 +34,7 @@ import zipfile
 from pathlib import Path
 from typing import Any, Callable
 
-from pmtrec.errors import DataError
+from pmtrec.errors import ConfigError, DataError
 from pmtrec.io import atomic_path
 
 MIRROR_ENV = "PMTREC_MIRROR"
@@ -65,8 +66,20 @@ def cache_dir(cfg: dict[str, Any]) -> Path:
 
 
 def download_options(cfg: dict[str, Any]) -> dict[str, float]:
+    """``dataset.download`` merged over the defaults and checked (a one-line ConfigError)."""
+    given = cfg.get("dataset", {}).get("download") or {}
+    if not isinstance(given, dict):
+        raise ConfigError(f"dataset.download: expected a mapping, got {given!r}")
     opts = dict(DEFAULT_DOWNLOAD)
-    opts.update({k: v for k, v in (cfg.get("dataset", {}).get("download") or {}).items() if v is not None})
+    opts.update({k: v for k, v in given.items() if v is not None})
+    for key, value in opts.items():
+        number = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+        if key == "retries" and not (number and value == int(value) and value >= 0):
+            raise ConfigError(f"dataset.download.retries: expected a non-negative integer, got {value!r}")
+        if key == "backoff_s" and not (number and value >= 0):
+            raise ConfigError(f"dataset.download.backoff_s: expected a non-negative number, got {value!r}")
+        if key == "timeout_s" and not (number and value > 0):
+            raise ConfigError(f"dataset.download.timeout_s: expected a positive number, got {value!r}")
     return opts
 
 
@@ -138,17 +151,28 @@ def download(
     """Download ``url`` to ``dest`` (via ``dest.part``, renamed when complete).
 
     Retries ``retries`` times after the first attempt, waiting ``backoff_s * 2**k``
-    between attempts. HTTP 4xx errors other than 408/429 are not retried.
+    between attempts. HTTP 4xx errors other than 408/429 are not retried. Only a complete
+    transfer is renamed to ``dest``; the ``.part`` file is removed when the download fails
+    or is interrupted (Ctrl-C, or SIGTERM raised as an exception by the CLI).
     """
     dest = Path(dest)
     dest.parent.mkdir(parents=True, exist_ok=True)
     part = dest.with_name(dest.name + ".part")
     part.unlink(missing_ok=True)
-    last: str = ""
     attempts = int(retries) + 1
+    try:
+        return _download_loop(url, dest, part, attempts, float(backoff_s), float(timeout_s), sleep)
+    except BaseException:  # a failure, Ctrl-C or SIGTERM: no partial file is left behind
+        part.unlink(missing_ok=True)
+        raise
+
+
+def _download_loop(url: str, dest: Path, part: Path, attempts: int, backoff_s: float, timeout_s: float,
+                   sleep: Callable[[float], None]) -> Path:
+    last = ""
     for attempt in range(attempts):
         try:
-            _fetch_once(url, part, float(timeout_s))
+            _fetch_once(url, part, timeout_s)
             os.replace(part, dest)
             return dest
         except urllib.error.HTTPError as exc:
@@ -167,8 +191,7 @@ def download(
             reason = getattr(exc, "reason", None) or exc
             last = f"{type(exc).__name__}: {reason}"
         if attempt + 1 < attempts:
-            sleep(float(backoff_s) * (2**attempt))
-    part.unlink(missing_ok=True)
+            sleep(backoff_s * (2**attempt))
     raise DataError(f"{url}: download failed after {attempt + 1} attempt(s): {last}")
 
 
