@@ -56,11 +56,20 @@ def execute(notebook: str | Path, output: str | Path, params: Mapping[str, Any],
     declared = pm.inspect_notebook(str(notebook))
     passed = {k: v for k, v in params.items() if k in declared}
     output.parent.mkdir(parents=True, exist_ok=True)
+    # papermill writes as it goes: run into a temporary name and rename on success, so a killed or
+    # failed run never leaves a partial notebook under the final name (a failed one is kept aside).
+    partial = output.with_name(f".{output.name}.tmp")
     try:
-        pm.execute_notebook(str(notebook), str(output), parameters=passed, kernel_name=kernel, cwd=str(cwd),
+        pm.execute_notebook(str(notebook), str(partial), parameters=passed, kernel_name=kernel, cwd=str(cwd),
                             progress_bar=False, log_output=log_output)
     except pm.PapermillExecutionError as exc:
+        if partial.exists():
+            os.replace(partial, output.with_suffix(".failed.ipynb"))
         raise ReportError(f"{notebook.name}: {_error_line(exc)}") from None
+    except BaseException:
+        partial.unlink(missing_ok=True)
+        raise
+    os.replace(partial, output)
     return output
 
 
