@@ -56,43 +56,60 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def time_steps(cfg: dict, data, method: str, n_steps: int, warmup: int = 3) -> float:
-    """Median seconds per training step of ``method`` (sampling included)."""
-    from pmtrec.train import EpochLog, Trainer
+class _Stepper:
+    """One trainer and an endless supply of main-task batches."""
 
-    cfg = {**cfg, "train": {**cfg["train"], "method": method}}
-    tr = Trainer(cfg, data)
-    log = EpochLog(len(tr.tasks), data.n_users, data.n_items, tr.device)
-    batches = tr.tasks[0].epoch_batches(tr.batch_size, tr.gen)
-    times = []
-    for i in range(warmup + n_steps):
-        fields = next(batches, None)
+    def __init__(self, cfg: dict, data, method: str) -> None:
+        from pmtrec.train import EpochLog, Trainer
+
+        cfg = {**cfg, "train": {**cfg["train"], "method": method}}
+        self.tr = Trainer(cfg, data)
+        self.log = EpochLog(len(self.tr.tasks), data.n_users, data.n_items, self.tr.device)
+        self.batches = iter(())
+        self.i = 0
+
+    def step(self) -> float:
+        fields = next(self.batches, None)
         if fields is None:
-            batches = tr.tasks[0].epoch_batches(tr.batch_size, tr.gen)
-            fields = next(batches)
-        _sync(tr.device)
+            self.batches = self.tr.tasks[0].epoch_batches(self.tr.batch_size, self.tr.gen)
+            fields = next(self.batches)
+        _sync(self.tr.device)
         t0 = time.perf_counter()
-        tr.train_step(fields, log, i)
-        _sync(tr.device)
+        self.tr.train_step(fields, self.log, self.i)
+        _sync(self.tr.device)
+        self.i += 1
+        return time.perf_counter() - t0
+
+
+def time_vs(cfg: dict, data, method: str, base: str, n_steps: int, warmup: int = 3) -> tuple[float, float]:
+    """Median step seconds of ``method`` and ``base``, their steps interleaved one by one.
+
+    Interleaving makes the ratio robust to a machine whose load changes while it runs.
+    """
+    a, b = _Stepper(cfg, data, method), _Stepper(cfg, data, base)
+    ta, tb = [], []
+    for i in range(warmup + n_steps):
+        x, y = a.step(), b.step()
         if i >= warmup:
-            times.append(time.perf_counter() - t0)
-    return float(np.median(times))
+            ta.append(x)
+            tb.append(y)
+    return float(np.median(ta)), float(np.median(tb))
 
 
 def bench_step(datasets: dict, methods: list[str], n_steps: int) -> list[dict]:
     rows = []
     for name, (cfg, data) in datasets.items():
-        base = time_steps(cfg, data, "ew", n_steps)
+        n_tasks = len(data_tasks(cfg, data))
         for m in methods:
-            t = base if m == "ew" else time_steps(cfg, data, m, n_steps)
-            n_tasks = len(data_tasks(cfg, data, m))
+            t, base = time_vs(cfg, data, m, "ew", n_steps)
             rows.append({"section": "step", "dataset": name, "item": m, "value": t / base, "unit": "x ew",
                          "seconds": t, "target": (1.5 if m.startswith("pmtrec") else n_tasks + 1)})
-            print(f"  step {name:16s} {m:16s} {t * 1e3:8.2f} ms  {t / base:5.2f}x ew", flush=True)
+            print(f"  step {name:16s} {m:22s} {t * 1e3:8.2f} ms  ew {base * 1e3:8.2f} ms  {t / base:5.2f}x ew",
+                  flush=True)
     return rows
 
 
-def data_tasks(cfg, data, method):
+def data_tasks(cfg, data):
     from pmtrec.tasks import build_tasks
 
     return build_tasks(data, cfg)
@@ -206,9 +223,15 @@ def bench_prepare(source: str) -> list[dict]:
 
 
 def bench_optim(cfg: dict, data, n_steps: int) -> list[dict]:
-    dense = time_steps(cfg, data, "ew", n_steps)
     sparse_cfg = {**cfg, "train": {**cfg["train"], "optimizer": "lazy_adam"}}
-    sparse = time_steps(sparse_cfg, data, "ew", n_steps)
+    a, b = _Stepper(sparse_cfg, data, "ew"), _Stepper(cfg, data, "ew")
+    ta, tb = [], []
+    for i in range(3 + n_steps):
+        x, y = a.step(), b.step()
+        if i >= 3:
+            ta.append(x)
+            tb.append(y)
+    sparse, dense = float(np.median(ta)), float(np.median(tb))
     print(f"  optim dense adam {dense * 1e3:.2f} ms, lazy_adam {sparse * 1e3:.2f} ms per ew step", flush=True)
     return [{"section": "optim", "dataset": data.name, "item": "lazy_adam/adam", "value": sparse / dense,
              "unit": "x adam", "seconds": sparse, "target": None}]
