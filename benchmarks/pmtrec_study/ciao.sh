@@ -23,5 +23,4 @@ export -f run; export out py
   echo "x_tau2_s0 pmtrec 0 --set train.method_params.tau=2"
   echo "x_tau100_s0 pmtrec 0 --set train.method_params.tau=100"
 } | xargs -P "$par" -L 1 bash -c 'run "$@"' _
-$py -m pmtrec.aggregate --help >/dev/null 2>&1 || true
 echo "results in $out (one JSON per run)"
