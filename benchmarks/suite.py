@@ -32,6 +32,18 @@ ROOT = Path(__file__).resolve().parent.parent
 MIRROR = os.environ.get("PMTREC_MIRROR") or str(ROOT.parent / "shared" / "datasets")
 
 
+def peak_rss_mb() -> float:
+    """This process's peak resident memory. VmHWM, not ru_maxrss: Linux keeps ru_maxrss across
+    exec, so a child would report its parent's peak."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
 def hardware() -> str:
     if torch.cuda.is_available():
         return f"cuda:{torch.cuda.get_device_name(0)}"
@@ -199,7 +211,7 @@ def child_epoch(method: str, size: str, scale: float, epochs: int) -> dict:
         tr.train_epoch()
         times.append(time.perf_counter() - t0)
     return {"epoch_s": float(np.median(times)), "interactions": int(len(data.train)),
-            "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
+            "peak_rss_mb": peak_rss_mb()}
 
 
 def child_prepare(source: str) -> dict:
@@ -212,7 +224,7 @@ def child_prepare(source: str) -> dict:
     with tempfile.TemporaryDirectory() as tmp:
         prepare_dataset(cfg, Path(tmp) / source, stream=None)
     return {"seconds": time.perf_counter() - t0,
-            "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
+            "peak_rss_mb": peak_rss_mb()}
 
 
 def bench_prepare(source: str) -> list[dict]:
