@@ -58,7 +58,7 @@ def execute(notebook: str | Path, output: str | Path, params: Mapping[str, Any],
     output.parent.mkdir(parents=True, exist_ok=True)
     # papermill writes as it goes: run into a temporary name and rename on success, so a killed or
     # failed run never leaves a partial notebook under the final name (a failed one is kept aside).
-    partial = output.with_name(f".{output.name}.tmp")
+    partial = output.with_name(f".{output.stem}.tmp{output.suffix}")
     try:
         pm.execute_notebook(str(notebook), str(partial), parameters=passed, kernel_name=kernel, cwd=str(cwd),
                             progress_bar=False, log_output=log_output)
