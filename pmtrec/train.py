@@ -2,10 +2,12 @@
 
 One step works on the embedding *rows* the batch touches, never on whole tables:
 the rows of every task's fields are deduplicated per table and gathered once into
-a leaf tensor ``rows`` [R, d] (users first, then items). Task losses are computed
-from it, so per-task gradients (tasks x rows x dim) cost one small backward each,
-and the combined row gradient is written back into the tables' ``.grad`` (dense
-Adam) or as a row-sparse gradient (``lazy_adam``: torch's SparseAdam).
+``rows`` [R, d] (users first, then items). Each task reads its fields from ``rows``
+as leaf tensors of its own, so one backward pass of the summed losses yields every
+task's gradient separately (tasks x rows x dim, scattered into place), and a
+loss-weighting method's one backward pass is scattered the same way. The combined
+row gradient is written back into the tables' ``.grad`` (dense Adam), or only those
+rows are updated by a row-wise lazy Adam (``lazy_adam``, :mod:`pmtrec.optim`).
 
 Faults (docs/reliability.md): a non-finite task loss or gradient stops the run with a
 one-line :class:`TrainingError` naming the method, task, epoch and batch, or, with
@@ -43,6 +45,7 @@ from pmtrec.errors import ConfigError, TrainingError
 from pmtrec.io import atomic_path
 from pmtrec.methods import Method, StepContext, build_method
 from pmtrec.model import MF
+from pmtrec.optim import RowAdam
 from pmtrec.tasks import Fields, RecTask, Task, build_tasks
 
 EARLY_STOP_METRIC = "ndcg@20"
@@ -118,6 +121,45 @@ def task_losses(tasks: list[Task], batch: StepBatch, rows: torch.Tensor) -> torc
     return torch.stack(losses)
 
 
+Leaves = list[list[tuple[torch.Tensor, torch.Tensor]]]  # per task: (local row index, gathered leaf [n, d])
+
+
+def leaf_losses(tasks: list[Task], batch: StepBatch, rows: torch.Tensor) -> tuple[torch.Tensor, Leaves]:
+    """Task losses where every field's gathered rows are a leaf of their own (``rows`` is not tracked).
+
+    A leaf feeds one task only, so one backward pass of any combination of the losses gives each
+    task's row gradients separately: no per-task backward pass, no [R, d] zero-fill per field.
+    """
+    losses, leaves = [], []
+    for task, index, through in zip(tasks, batch.task_index, batch.passthrough):
+        feed, mine = {}, []
+        for name, idx in index.items():
+            if name in through:
+                feed[name] = idx
+            else:
+                feed[name] = leaf = rows[idx].requires_grad_()
+                mine.append((idx, leaf))
+        losses.append(task.loss(feed))
+        leaves.append(mine)
+    return torch.stack(losses), leaves
+
+
+def scatter_leaf_grads(leaves: Leaves, grads, out: torch.Tensor, per_task: bool) -> torch.Tensor:
+    """Accumulate the leaves' gradients (in ``leaves`` order; None = unused) into ``out`` by row.
+
+    ``out`` is [K, R, d] (``per_task``) or [R, d]. ``index_put_(accumulate=True)`` is the scatter
+    autograd itself uses for a gather's backward (deterministic on CUDA under deterministic mode).
+    """
+    it = iter(grads)
+    for k, mine in enumerate(leaves):
+        dest = out[k] if per_task else out
+        for idx, _ in mine:
+            g = next(it)
+            if g is not None:
+                dest.index_put_((idx,), g, accumulate=True)
+    return out
+
+
 class EpochLog:
     """Per-epoch accumulators, kept on the device so the hot path never syncs."""
 
@@ -135,8 +177,7 @@ class EpochLog:
         self.loss_sum += ctx.losses.detach()
         self.weight_sum += out.weights
         if ctx.grads_computed:
-            flat = ctx.grads().flatten(1)
-            gram = flat @ flat.T  # one pass over the gradients; cosines from the K x K Gram
+            gram = ctx.task_gram()  # cosines from the K x K Gram (free when the method built row Grams)
             norm = gram.diagonal().clamp_min(1e-24).sqrt()
             self.cos_sum += gram / (norm[:, None] * norm[None, :])
             self.cos_steps += 1
@@ -200,6 +241,9 @@ class Trainer:
             tasks = tasks[:1]
         self.tasks: list[Task] = tasks
         self.task_names = tuple(t.name for t in tasks)
+        owned = [id(p) for t in tasks for p in t.parameters()]
+        if len(owned) != len(set(owned)):  # per-task gradients come from one backward of the summed losses
+            raise ConfigError("tasks share a parameter; each task's own parameters must be its alone")
         self.method: Method = build_method(method_name, self.task_names, tcfg.get("method_params") or {})
         self.model.to(self.device)
         for t in self.tasks:
@@ -247,8 +291,10 @@ class Trainer:
         tables = [self.model.user, self.model.item]
         rest = [p for t in self.tasks for p in t.parameters()] + list(self.method.parameters())
         self.optimizers: list[torch.optim.Optimizer] = []
+        self.row_opt: RowAdam | None = None
         if self.sparse:
-            self.optimizers.append(torch.optim.SparseAdam(tables, lr=lr))
+            self.row_opt = RowAdam(tables, lr=lr)
+            self.optimizers.append(self.row_opt)
             if rest:
                 self.optimizers.append(torch.optim.Adam(rest, lr=lr))
         else:
@@ -262,31 +308,20 @@ class Trainer:
                    flags: NonFiniteFlags | None = None) -> bool:
         """One optimizer step; False when the batch was skipped (non-finite, ``on_nonfinite: skip``)."""
         batch = gather_batch(self._sample(rec_fields))
-        user_w, item_w = self.model.user, self.model.item
-        rows = torch.cat([user_w.detach()[batch.user_ids], item_w.detach()[batch.item_ids]]).requires_grad_()
-        losses = task_losses(self.tasks, batch, rows)
-        if self._check_each_step and not bool(torch.isfinite(losses.detach()).all()):
-            bad = [n for n, v in zip(self.task_names, losses.tolist()) if not math.isfinite(v)]
+        ctx, leaves = self.step_context(batch)
+        if self._check_each_step and not bool(torch.isfinite(ctx.losses.detach()).all()):
+            bad = [n for n, v in zip(self.task_names, ctx.losses.tolist()) if not math.isfinite(v)]
             self._nonfinite(f"non-finite loss in task(s) {', '.join(bad)}", batch_no)
             self.global_step += 1
             return False
-
-        def recompute() -> torch.Tensor:
-            with torch.no_grad():
-                fresh = torch.cat([user_w[batch.user_ids], item_w[batch.item_ids]])
-                return task_losses(self.tasks, batch, fresh)
-
-        ctx = StepContext(losses=losses, task_names=self.task_names, rows=rows,
-                          n_user_rows=len(batch.user_ids),
-                          row_ids=torch.cat([batch.user_ids, batch.item_ids]), touched=batch.touched,
-                          task_params=[list(t.parameters()) for t in self.tasks], epoch=self.epoch,
-                          epochs=self.epochs, step=self.global_step, recompute_losses=recompute)
+        rows = ctx.rows
         for opt in self.optimizers:
             opt.zero_grad(set_to_none=True)
         out = self.method.step(ctx)
         if out.loss is not None:
             out.loss.backward()
-            row_grad = rows.grad
+            row_grad = scatter_leaf_grads(leaves, [leaf.grad for mine in leaves for _, leaf in mine],
+                                          torch.zeros_like(rows), False)
         else:
             row_grad = out.row_grad
             scale = out.task_param_scale
@@ -304,9 +339,14 @@ class Trainer:
                 return False
         elif flags is not None:
             flags.update(ctx.losses.detach(), self._grads_finite(row_grad), batch_no)
-        self._write_row_grad(batch, row_grad)
+        n_u = len(batch.user_ids)
+        if self.row_opt is not None:
+            self.row_opt.step_rows([(batch.user_ids, row_grad[:n_u]), (batch.item_ids, row_grad[n_u:])])
+        else:
+            self._write_row_grad(batch, row_grad)
         for opt in self.optimizers:
-            opt.step()
+            if opt is not self.row_opt:
+                opt.step()
         if not self.sparse:  # clear only the rows written, not the whole table
             self._grad_buf["user"].index_fill_(0, batch.user_ids, 0.0)
             self._grad_buf["item"].index_fill_(0, batch.item_ids, 0.0)
@@ -315,18 +355,41 @@ class Trainer:
         self.global_step += 1
         return True
 
+    def step_context(self, batch: StepBatch) -> tuple[StepContext, Leaves]:
+        """The method's view of one step: losses from per-field leaves, per-task gradients on demand."""
+        user_w, item_w = self.model.user, self.model.item
+        rows = torch.cat([user_w.detach()[batch.user_ids], item_w.detach()[batch.item_ids]])
+        losses, leaves = leaf_losses(self.tasks, batch, rows)
+        task_params = [list(t.parameters()) for t in self.tasks]
+
+        def recompute() -> torch.Tensor:
+            with torch.no_grad():
+                fresh = torch.cat([user_w[batch.user_ids], item_w[batch.item_ids]])
+                return task_losses(self.tasks, batch, fresh)
+
+        def per_task_grads() -> tuple[torch.Tensor, list[list[torch.Tensor]]]:
+            flat = [leaf for mine in leaves for _, leaf in mine]
+            params = [p for ps in task_params for p in ps]  # each task's own: disjoint (checked in __init__)
+            got = torch.autograd.grad(losses.sum(), flat + params, allow_unused=True)
+            G = scatter_leaf_grads(leaves, got[:len(flat)], rows.new_zeros(len(self.tasks), *rows.shape), True)
+            it = iter(got[len(flat):])
+            pgrads = [[g if g is not None else torch.zeros_like(p) for p, g in zip(ps, it)] for ps in task_params]
+            return G, pgrads
+
+        ctx = StepContext(losses=losses, task_names=self.task_names, rows=rows, n_user_rows=len(batch.user_ids),
+                          row_ids=torch.cat([batch.user_ids, batch.item_ids]), touched=batch.touched,
+                          task_params=task_params, epoch=self.epoch, epochs=self.epochs, step=self.global_step,
+                          recompute_losses=recompute, grads_fn=per_task_grads)
+        return ctx, leaves
+
     def _write_row_grad(self, batch: StepBatch, row_grad: torch.Tensor) -> None:
+        """Dense Adam: the row gradient into the tables' reused (otherwise zero) gradient buffers."""
         n_u = len(batch.user_ids)
         parts = {"user": (batch.user_ids, row_grad[:n_u]), "item": (batch.item_ids, row_grad[n_u:])}
         for name, (ids, grad) in parts.items():
-            table = self.model.table(name)
-            if self.sparse:
-                table.grad = torch.sparse_coo_tensor(ids[None], grad, table.shape, is_coalesced=True,
-                                                     check_invariants=False)
-            else:
-                buf = self._grad_buf[name]
-                buf.index_copy_(0, ids, grad)
-                table.grad = buf
+            buf = self._grad_buf[name]
+            buf.index_copy_(0, ids, grad)
+            self.model.table(name).grad = buf
 
     # ---- non-finite losses and gradients ----------------------------------------------------
     def _other_grads(self) -> list[tuple[str, torch.Tensor]]:

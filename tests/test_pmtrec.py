@@ -11,6 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from torch.overrides import TorchFunctionMode
 
+from pmtrec.errors import ConfigError
 from pmtrec.methods import StepContext, build_method
 from pmtrec.methods.pmtrec import PMTRec, focus_schedule
 
@@ -155,6 +156,22 @@ def test_sum_magnitude_takes_the_ew_step_length_and_keeps_the_balanced_direction
     scale[2] = factor
     scaled = method("pmtrec", magnitude="sum").step(make_ctx(g * scale[None, :, None], touched, epoch=5))
     torch.testing.assert_close(scaled.row_grad, out * scale[:, None])
+
+
+def test_norms_magnitude_takes_the_sum_of_the_rows_task_norms():
+    torch.manual_seed(4)
+    g = torch.randn(3, 5, 8, dtype=torch.float64) * torch.tensor([1.0, 30.0, 0.05])[:, None, None]
+    touched = torch.ones(3, 5, dtype=torch.bool)
+    touched[0, 4] = False
+    touched[2, 1] = False
+    ctx = make_ctx(g, touched, epoch=5)
+    out = method("pmtrec", magnitude="norms", tau=0.5).step(ctx).row_grad
+    expected = (g.norm(dim=2) * touched).sum(0)
+    torch.testing.assert_close(out.norm(dim=1), expected)
+    ref = method("pmtrec", magnitude="sum", tau=0.5).step(ctx).row_grad
+    torch.testing.assert_close(out / out.norm(dim=1, keepdim=True), ref / ref.norm(dim=1, keepdim=True))
+    with pytest.raises(ConfigError, match="magnitude must be one of sum, norms, main, got 'largest'"):
+        method("pmtrec", magnitude="largest")
 
 
 def test_balance_off_lets_a_1000x_task_dominate_and_balance_on_does_not():

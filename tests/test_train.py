@@ -10,7 +10,7 @@ from pmtrec.config import load_config
 from pmtrec.methods import StepContext
 from pmtrec.model import MF
 from pmtrec.tasks import bpr_loss
-from pmtrec.train import Trainer, gather_batch, task_losses, train
+from pmtrec.train import Trainer, gather_batch, scatter_leaf_grads, task_losses, train
 
 
 def tiny_cfg(*overrides: str) -> dict:
@@ -83,6 +83,35 @@ def test_row_gradients_equal_full_table_gradients():
         torch.testing.assert_close(G[k], expected)
         # rows the task does not touch have exactly zero gradient
         assert float(G[k][~b.touched[k]].abs().sum()) == 0.0
+
+
+def test_trainer_fast_path_matches_one_autograd_pass_per_task(tiny_data):
+    """One backward of the summed leaf losses gives each task's row and parameter gradients, and a
+    loss-weighting method's scattered leaf gradients equal autograd's gradient w.r.t. the rows."""
+    tr = Trainer(tiny_cfg("train.method=pmtrec", "dataset.synthetic.size=tiny"), tiny_data)
+    assert "category" in tr.task_names  # a task with parameters of its own
+    rec_fields = next(tr.tasks[0].epoch_batches(64, tr.gen))
+    batch = gather_batch(tr._sample(rec_fields))
+    ctx, leaves = tr.step_context(batch)
+    G, P = ctx.grads(), ctx.param_grads()
+    rows = ctx.rows.clone().requires_grad_()
+    slow = StepContext(task_losses(tr.tasks, batch, rows), tr.task_names, rows, ctx.n_user_rows, ctx.row_ids,
+                       ctx.touched, ctx.task_params, 0, 1, 0)
+    torch.testing.assert_close(G, slow.grads(), rtol=1e-5, atol=1e-9)
+    assert float(G[~ctx.touched].abs().sum()) == 0.0
+    for mine, ref in zip(P, slow.param_grads()):
+        for a, b in zip(mine, ref):
+            torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-9)
+    assert any(float(g.abs().sum()) > 0 for g in P[tr.task_names.index("category")])
+    # loss-weighting path: backward of a weighted sum, scattered, equals d(weighted sum)/d rows
+    ctx2, leaves2 = tr.step_context(batch)
+    w = torch.tensor([1.0, 0.5, 2.0, 0.25][:len(tr.task_names)])
+    (w * ctx2.losses).sum().backward()
+    got = scatter_leaf_grads(leaves2, [leaf.grad for mine in leaves2 for _, leaf in mine],
+                             torch.zeros_like(ctx2.rows), False)
+    rows3 = ctx.rows.clone().requires_grad_()
+    (w * task_losses(tr.tasks, batch, rows3)).sum().backward()
+    torch.testing.assert_close(got, rows3.grad, rtol=1e-5, atol=1e-9)
 
 
 def test_same_seed_gives_identical_metrics(tiny_data):

@@ -41,8 +41,12 @@ class StepContext:
     epochs: int                          # planned number of epochs
     step: int                            # global step counter, 0-based
     recompute_losses: Callable[[], torch.Tensor] | None = None  # [K] losses at current params, same batch
+    # The trainer's fast path: (grads [K, R, d], per-task parameter gradients) from one backward pass.
+    # Without it, grads() takes one autograd pass per task w.r.t. the leaf ``rows``.
+    grads_fn: Callable[[], tuple[torch.Tensor, list[list[torch.Tensor]]]] | None = field(default=None, repr=False)
     _grads: torch.Tensor | None = field(default=None, repr=False)
     _param_grads: list[list[torch.Tensor]] | None = field(default=None, repr=False)
+    _row_gram: tuple[torch.Tensor, torch.Tensor] | None = field(default=None, repr=False)
 
     @property
     def n_tasks(self) -> int:
@@ -50,6 +54,8 @@ class StepContext:
 
     def grads(self) -> torch.Tensor:
         """Per-task gradients w.r.t. the touched rows: [K, R, d] (zero where a task does not touch a row)."""
+        if self._grads is None and self.grads_fn is not None:
+            self._grads, self._param_grads = self.grads_fn()
         if self._grads is None:
             rows_grads, param_grads = [], []
             last = self.n_tasks - 1
@@ -72,6 +78,27 @@ class StepContext:
     @property
     def grads_computed(self) -> bool:
         return self._grads is not None
+
+    def row_gram(self, grads: torch.Tensor | None = None) -> torch.Tensor:
+        """Per-row Gram matrices [K, K, R] (entry <g[x,k], g[x,j]>) of ``grads`` (default ``grads()``), cached."""
+        grads = self.grads() if grads is None else grads
+        if self._row_gram is None or self._row_gram[0] is not grads:
+            self._row_gram = (grads, row_gram(grads))
+        return self._row_gram[1]
+
+    def task_gram(self) -> torch.Tensor:
+        """Gram matrix [K, K] of the flattened per-task gradients (from the row Grams when cached)."""
+        grads = self.grads()
+        if self._row_gram is not None and self._row_gram[0] is grads:
+            return self._row_gram[1].sum(-1)
+        flat = grads.flatten(1)
+        return flat @ flat.T
+
+
+def row_gram(grads: torch.Tensor) -> torch.Tensor:
+    """Per-row Gram matrices of task gradients [K, R, d]: [K, K, R] with entry <g[x,k], g[x,j]>."""
+    g = grads.transpose(0, 1)                                          # [R, K, d]
+    return torch.bmm(g, g.transpose(1, 2)).permute(1, 2, 0)            # one batched pass over the gradients
 
 
 @dataclass

@@ -18,10 +18,11 @@ x's combination. One step, in this exact order (all vectorised over rows and tas
 4. **alignment** (rows the main task touches): an auxiliary direction with
    ``<d[x,k], d[x,0]> < 0`` loses its component along ``d[x,0]``.
 5. **combine**: ``c[x] = sum_k w[x,k] d[x,k]``.
-6. **magnitude**: ``balance``: ``out[x] = c[x] / ||c[x]|| * m[x]``. With ``magnitude="sum"``
-   (the default, chosen on Ciao validation NDCG@20, see docs/method.md) ``m[x] = ||sum_k g[x,k]||``,
-   the step length EW would take on x, so balancing redistributes the direction without
-   shrinking the step; with ``magnitude="main"`` ``m[x] = n[x,0]`` (or the mean norm of x's
+6. **magnitude**: ``balance``: ``out[x] = c[x] / ||c[x]|| * m[x]``. With ``magnitude="norms"``
+   (the default, chosen on Ciao validation NDCG@20, see docs/method.md) ``m[x] = sum_k n[x,k]``,
+   the step the row's tasks would take together if they agreed, so partly conflicting tasks do
+   not shrink a row's step; with ``magnitude="sum"`` ``m[x] = ||sum_k g[x,k]||``, the step length
+   EW would take on x; with ``magnitude="main"`` ``m[x] = n[x,0]`` (or the mean norm of x's
    tasks when the main task does not touch x). ``balance`` off:
    ``out[x] = T[x] * c[x]`` where ``T[x]`` is the number of tasks touching x, i.e. the
    effective weights ``T[x] w[x,k]`` sum to the number of tasks (the usual convention under
@@ -43,6 +44,7 @@ from pmtrec.methods.base import GradientMethod, StepContext, StepOutput
 from pmtrec.methods.registry import register, register_variant
 
 SCHEDULES = ("linear", "cosine")
+MAGNITUDES = ("sum", "norms", "main")
 
 
 def focus_schedule(epoch: float, focus_max: float, warmup: float, schedule: str = "linear") -> float:
@@ -71,7 +73,7 @@ class PMTRec(GradientMethod):
     def __init__(self, task_names, personalized: bool = True, balance: bool = True, tau: float = 1.0,
                  focus: bool = True, align: bool = True, progressive: bool = True, focus_max: float = 0.5,
                  focus_warmup: float = 10, focus_schedule: str = "linear", weight_sign: int = 1,
-                 norm_by_batch_mean: bool = False, magnitude: str = "sum", eps: float = 1e-12) -> None:
+                 norm_by_batch_mean: bool = False, magnitude: str = "norms", eps: float = 1e-12) -> None:
         super().__init__(task_names)
         if not (isinstance(tau, (int, float)) and tau > 0):
             raise ValueError(f"tau must be a positive number, got {tau!r}")
@@ -83,8 +85,8 @@ class PMTRec(GradientMethod):
             raise ValueError(f"focus_schedule must be one of {', '.join(SCHEDULES)}, got {focus_schedule!r}")
         if weight_sign not in (1, -1):
             raise ValueError(f"weight_sign must be 1 or -1, got {weight_sign!r}")
-        if magnitude not in ("main", "sum"):
-            raise ValueError(f"magnitude must be 'main' or 'sum', got {magnitude!r}")
+        if magnitude not in MAGNITUDES:
+            raise ValueError(f"magnitude must be one of {', '.join(MAGNITUDES)}, got {magnitude!r}")
         if not (isinstance(eps, (int, float)) and eps > 0):
             raise ValueError(f"eps must be a positive number, got {eps!r}")
         self.personalized, self.balance = bool(personalized), bool(balance)
@@ -109,7 +111,7 @@ class PMTRec(GradientMethod):
         # the coefficients a [K,R] are computed from the per-row Gram matrix [K,K,R] alone, and the
         # [K,R,d] gradients are read once more to combine them (a few passes instead of ~30).
         eps = self.eps
-        gram = _row_gram(grads)                                        # [K, K, R]
+        gram = ctx.row_gram(grads)                                     # [K, K, R], shared with the logger
         norms = torch.diagonal(gram).T.clamp_min(0).sqrt()             # [K, R]
         touched = ctx.touched.to(grads.device)
         active = touched & (norms > eps)
@@ -160,6 +162,8 @@ class PMTRec(GradientMethod):
             cn = _quad_norm(a, gram)                                   # ||c|| from the Gram matrix
             if self.magnitude == "sum":  # the step length of the plain sum (EW) of the row's gradients
                 ref = _quad_norm(maskf, gram)
+            elif self.magnitude == "norms":  # the step length if the row's tasks all agreed
+                ref = (norms * maskf).sum(0)
             else:
                 ref = torch.where(main, norms[0], (norms * maskf).sum(0) / maskf.sum(0).clamp_min(1.0))
             a = a * torch.where(cn > eps, ref / cn.clamp_min(eps), torch.zeros_like(cn))
@@ -175,16 +179,6 @@ class PMTRec(GradientMethod):
         row_weights = w.T.detach()                                     # [R, K]
         weights = batch_w if batch_w is not None else row_weights.mean(0)
         return StepOutput(weights=weights.detach(), row_grad=out, row_weights=row_weights)
-
-
-def _row_gram(grads: torch.Tensor) -> torch.Tensor:
-    """Per-row Gram matrices of the task gradients: [K, K, R] with entry <g[x,k], g[x,j]>."""
-    K = grads.shape[0]
-    gram = grads.new_empty(K, K, grads.shape[1])
-    for k in range(K):  # K <= 4 tasks: K(K+1)/2 row-wise dot products
-        for j in range(k, K):
-            gram[k, j] = gram[j, k] = (grads[k] * grads[j]).sum(-1)
-    return gram
 
 
 def _quad_norm(a: torch.Tensor, gram: torch.Tensor) -> torch.Tensor:
