@@ -5,13 +5,13 @@ from __future__ import annotations
 import hashlib
 import http.server
 import io
-import threading
 import zipfile
 from pathlib import Path
 
 import pytest
 
 from pmtrec.data.fetch import download, resolve_files, resolve_path_or_url, sha256_file
+from local_http import LocalServer
 from pmtrec.errors import DataError
 
 FILES = {"rating.mat": b"R" * 5000 + b"end", "trustnetwork.mat": b"T" * 3000}
@@ -30,7 +30,7 @@ def make_zip(files: dict[str, bytes], prefix: str = "ciao/") -> bytes:
     return buf.getvalue()
 
 
-class Server:
+class Server(LocalServer):
     """A local HTTP server with scripted failures; records every request."""
 
     def __init__(self, payload: bytes):
@@ -72,20 +72,7 @@ class Server:
                     return
                 self.wfile.write(body)
 
-        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.thread = threading.Thread(target=self.httpd.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True)
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.httpd.server_address[1]}/datasets/ciao.zip"
-
-    def __enter__(self):
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc):
-        self.httpd.shutdown()
-        self.httpd.server_close()
+        self._serve(Handler)
 
 
 def cfg_for(tmp_path: Path, url: str | None, files: dict[str, str], mirror: Path | None = None) -> dict:

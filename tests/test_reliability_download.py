@@ -12,7 +12,6 @@ import contextlib
 import hashlib
 import http.server
 import io
-import threading
 import time
 import zipfile
 from pathlib import Path
@@ -23,6 +22,7 @@ import scipy.io
 
 from pmtrec.cli import main
 from pmtrec.data.fetch import download, download_options, resolve_files
+from local_http import LocalServer
 from pmtrec.errors import ConfigError, DataError
 
 
@@ -55,7 +55,7 @@ def make_zip(files: dict[str, bytes]) -> bytes:
     return buf.getvalue()
 
 
-class Server:
+class Server(LocalServer):
     """Serves ``payload`` at every path. The first ``drop_first`` requests announce the full
     Content-Length, send ``drop_after`` bytes and close the connection. Range headers are ignored
     (a plain 200 each time). ``watch``: a path whose existence is recorded at every request."""
@@ -90,21 +90,7 @@ class Server:
                 self.wfile.write(outer.payload)
                 self.close_connection = True
 
-        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.httpd.daemon_threads = True
-        self.thread = threading.Thread(target=self.httpd.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True)
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.httpd.server_address[1]}/datasets/ciao.zip"
-
-    def __enter__(self):
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc):
-        self.httpd.shutdown()
-        self.httpd.server_close()
+        self._serve(Handler)
 
 
 def cfg_for(tmp_path: Path, url: str, files: dict[str, str | None], retries: int = 3, backoff: float = 0.01) -> dict:

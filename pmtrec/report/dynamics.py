@@ -110,16 +110,8 @@ def weights_plot(tw: pd.DataFrame, ncols: int = 5):
                     linewidth=1.4)
         ax.set_title(style.label(m), fontsize=style.FONT_SIZE - 1,
                      color=style.color(REF) if m == REF else "black", fontweight="bold" if m == REF else None)
-        ax.tick_params(labelsize=style.FONT_SIZE - 2.5)
-        ax.xaxis.set_major_locator(plt.MaxNLocator(integer=True, nbins=4))
         ax.yaxis.set_major_locator(plt.MaxNLocator(nbins=3))
-    for ax in axes.ravel()[len(methods):]:
-        ax.set_visible(False)
-    for ax in axes[-1]:
-        ax.set_xlabel("epoch", fontsize=style.FONT_SIZE - 1.5)
-    for row in axes:
-        row[0].set_ylabel("weight", fontsize=style.FONT_SIZE - 1.5)
-    _legend_below(fig, axes, ncol=4)
+    _finish_panels(fig, axes, len(methods), "weight", ncol=4)
     return fig
 
 
@@ -174,16 +166,24 @@ def cosine_plot(cc: pd.DataFrame, ncols: int = 3):
         a, b = pair.split("|")
         ax.set_title(f"{style.task_label(a)} · {style.task_label(b)}", fontsize=style.FONT_SIZE - 1)
         ax.axhline(0, color="#888888", lw=0.7, zorder=1)
+    _finish_panels(fig, axes, len(pairs), "cosine", ncol=5)
+    return fig
+
+
+def _finish_panels(fig, axes, n_used: int, ylabel: str, ncol: int) -> None:
+    """Shared layout of the per-epoch panel grids: ticks, hidden spare panels, axis labels, legend."""
+    import matplotlib.pyplot as plt
+
+    for ax in axes.ravel()[:n_used]:
         ax.tick_params(labelsize=style.FONT_SIZE - 2.5)
         ax.xaxis.set_major_locator(plt.MaxNLocator(integer=True, nbins=4))
-    for ax in axes.ravel()[len(pairs):]:
+    for ax in axes.ravel()[n_used:]:
         ax.set_visible(False)
     for ax in axes[-1]:
         ax.set_xlabel("epoch", fontsize=style.FONT_SIZE - 1.5)
     for row in axes:
-        row[0].set_ylabel("cosine", fontsize=style.FONT_SIZE - 1.5)
-    _legend_below(fig, axes, ncol=5)
-    return fig
+        row[0].set_ylabel(ylabel, fontsize=style.FONT_SIZE - 1.5)
+    _legend_below(fig, axes, ncol=ncol)
 
 
 def cosine_reading(cc: pd.DataFrame, dataset: str) -> str:
