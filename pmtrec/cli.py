@@ -58,7 +58,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", "-o", metavar="FILE", help="result JSON (written atomically); default: print a summary only")
     p.add_argument("--checkpoint", metavar="FILE",
                    help="checkpoint written every epoch; an existing one of the same config is resumed")
-    p.add_argument("--quiet", "-q", action="store_true", help="no progress bars or per-epoch lines")
+    p.add_argument("--quiet", "-q", action="store_true", help="no progress bars or per-epoch lines (a resume from --checkpoint is still said)")
 
     sub.add_parser("methods", help="list the available methods and variants")
     p = sub.add_parser("config", help="print the resolved configuration as YAML")
@@ -184,7 +184,7 @@ def cmd_train(args) -> int:
     cfg = _resolve(args)
     data = read_prepared(args.data) if args.data else prepare_in_memory(cfg)
     log = (lambda *_: None) if args.quiet else print
-    result = train(cfg, data, checkpoint=args.checkpoint, log=log)
+    result = train(cfg, data, checkpoint=args.checkpoint, log=log, notice=print)  # a resume is said even with -q
     if args.out:
         write_json(args.out, result)
     t = result["test"]["overall"]

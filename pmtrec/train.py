@@ -471,8 +471,12 @@ class Trainer:
                 "valid": valid.metrics, **log.summary(self.task_names, self.user_groups, self.item_groups),
                 "skipped_batches": self._epoch_skipped}
 
-    def fit(self, checkpoint: str | Path | None = None, log=print) -> dict:
-        """Train with early stopping; return the result dictionary (see :func:`result_record`)."""
+    def fit(self, checkpoint: str | Path | None = None, log=print, notice=None) -> dict:
+        """Train with early stopping; return the result dictionary (see :func:`result_record`).
+
+        ``log`` gets the per-epoch lines, ``notice`` (default: ``log``) the one-off ones (a resume).
+        """
+        notice = log if notice is None else notice
         wall0 = time.perf_counter()
         if checkpoint is not None:
             checkpoint = Path(checkpoint)
@@ -481,7 +485,7 @@ class Trainer:
                 stale.unlink(missing_ok=True)
             if checkpoint.exists():
                 self.load_checkpoint(checkpoint)
-                log(f"resumed from {checkpoint} at epoch {self.epoch}")
+                notice(f"resumed from {checkpoint} at epoch {self.epoch}")
         patience = int(self.cfg["train"]["patience"])
         while self.epoch < self.epochs and self.best["bad_epochs"] < patience:
             entry = self.run_epoch()
@@ -696,8 +700,11 @@ def run_mostpop(cfg: dict, data) -> dict:
                          wall_time=time.perf_counter() - t0)
 
 
-def train(cfg: dict, data, checkpoint: str | Path | None = None, log=print) -> dict:
-    """Train (or, for ``mostpop``, just rank) and return the result record."""
+def train(cfg: dict, data, checkpoint: str | Path | None = None, log=print, notice=None) -> dict:
+    """Train (or, for ``mostpop``, just rank) and return the result record.
+
+    ``log`` gets the per-epoch lines; ``notice`` (default: ``log``) the one-off ones, e.g. a resume.
+    """
     if cfg["train"]["method"] == "mostpop":
         return run_mostpop(cfg, data)
-    return Trainer(cfg, data).fit(checkpoint=checkpoint, log=log)
+    return Trainer(cfg, data).fit(checkpoint=checkpoint, log=log, notice=notice)

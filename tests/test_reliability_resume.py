@@ -272,6 +272,15 @@ def good_checkpoint(tmp_path_factory) -> bytes:
     return path.read_bytes()
 
 
+def test_quiet_cli_still_says_it_resumed(good_checkpoint, tmp_path):
+    ckpt = tmp_path / "run.ckpt"
+    ckpt.write_bytes(good_checkpoint)
+    rc, out, err = run_cli(*CLI_TINY, "--checkpoint", str(ckpt), "--out", str(tmp_path / "r.json"))
+    assert rc == 0, err
+    assert f"resumed from {ckpt} at epoch 2" in out
+    assert "epoch   1" not in out  # -q: no per-epoch lines
+
+
 class Foreign:
     """An arbitrary pickled object: never unpickled (weights_only loading)."""
 
