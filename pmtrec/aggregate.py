@@ -304,13 +304,14 @@ def efficiency_table(runs: list[tuple[dict, dict]]) -> pd.DataFrame:
         rows.append({**_run_id(entry), "device": result["device"], "tasks": len(result["tasks"]),
                      "epochs_run": result["epochs_run"], "best_epoch": result["best_epoch"],
                      "epoch_time_s": result["epoch_time_s"], "wall_time_s": result["wall_time_s"],
+                     "skipped_batches": int(result.get("skipped_batches", 0)),
                      "host_peak_rss_mb": _num(mem.get("host_peak_rss_mb")),
                      "device_peak_mb": _num(mem.get("device_peak_mb")),
                      **{"bench_s": float("nan"), "bench_max_rss_mb": float("nan"),
                         "bench_cpu_time_s": float("nan"), "bench_mean_load": float("nan")},
                      **read_benchmark(entry.get("benchmark"))})
     return _frame(rows, RUN_KEYS + ["device", "tasks", "epochs_run", "best_epoch", "epoch_time_s", "wall_time_s",
-                                    "host_peak_rss_mb", "device_peak_mb", "bench_s", "bench_max_rss_mb",
+                                    "skipped_batches", "host_peak_rss_mb", "device_peak_mb", "bench_s", "bench_max_rss_mb",
                                     "bench_cpu_time_s", "bench_mean_load"])
 
 

@@ -188,7 +188,10 @@ def test_efficiency_reads_the_benchmark(tmp_path):
                      "12.5\t0:00:12\t800.5\t900\t700\t750\t1\t2\t95.0\t11.0\n")
     e = entry("main", "ew", 0, benchmark=str(bench))
     e2 = entry("main", "ew", 1, benchmark=str(tmp_path / "missing.tsv"))
-    t = agg.aggregate([e, e2], results={e["path"]: make_result(), e2["path"]: make_result(seed=1)})["efficiency"]
+    skipped = make_result(seed=1)
+    skipped["skipped_batches"] = 3
+    t = agg.aggregate([e, e2], results={e["path"]: make_result(), e2["path"]: skipped})["efficiency"]
+    assert t["skipped_batches"].tolist() == [0, 3]  # a run that skipped non-finite batches shows it
     first = t.iloc[0]
     assert first["bench_s"] == 12.5 and first["bench_max_rss_mb"] == 800.5 and first["bench_cpu_time_s"] == 11.0
     assert first["host_peak_rss_mb"] == 500.0 and math.isnan(t.iloc[1]["bench_s"])
