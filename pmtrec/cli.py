@@ -10,16 +10,14 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import os
 import signal
 import sys
 import threading
 from pathlib import Path
-from typing import Any
 
 from pmtrec import __version__
-from pmtrec.errors import ConfigError, PmtrecError
+from pmtrec.errors import PmtrecError
 
 EPILOG = ("Configuration: the packaged defaults (pmtrec config --show), then --config FILE, then each --set "
           "key.path=value in order. Keys are documented in config/README.md.")
@@ -66,90 +64,6 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-# ---- run-config types ----------------------------------------------------------------------
-def _int(lo: int | None = None, null: bool = False):
-    def check(v: Any) -> str | None:
-        if v is None and null:
-            return None
-        ok = isinstance(v, int) and not isinstance(v, bool) and (lo is None or v >= lo)
-        return None if ok else ("an integer" if lo is None else "a non-negative integer" if lo == 0
-                                else f"an integer >= {lo}") + (" or null" if null else "")
-    return check
-
-
-def _num(positive: bool = False):
-    def check(v: Any) -> str | None:
-        ok = (isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
-              and (v > 0 if positive else v >= 0))
-        return None if ok else ("a positive number" if positive else "a non-negative number")
-    return check
-
-
-def _str(null: bool = False):
-    def check(v: Any) -> str | None:
-        return None if isinstance(v, str) or (null and v is None) else "a string" + (" or null" if null else "")
-    return check
-
-
-def _bool(v: Any) -> str | None:
-    return None if isinstance(v, bool) else "true or false"
-
-
-def _ks(v: Any) -> str | None:
-    ok = (isinstance(v, list) and v and all(isinstance(k, int) and not isinstance(k, bool) and k >= 1 for k in v)
-          and 20 in v)
-    return None if ok else "a non-empty list of positive integers that includes 20 (early stopping uses NDCG@20)"
-
-
-def _files(v: Any) -> str | None:
-    ok = isinstance(v, dict) and v and all(d is None or isinstance(d, str) for d in v.values())
-    return None if ok else "a mapping file name -> SHA-256 (or null)"
-
-
-# Leaf keys with a fixed type; other keys are checked where they are used (sources, preprocess,
-# tasks, methods) and all of those raise one-line ConfigErrors too.
-RUN_CONFIG_TYPES = {
-    "dataset.source": _str(), "dataset.mirror": _str(null=True), "dataset.cache": _str(null=True),
-    "dataset.synthetic.seed": _int(), "dataset.download.retries": _int(0),
-    "dataset.download.backoff_s": _num(), "dataset.download.timeout_s": _num(positive=True),
-    "dataset.ciao.url": _str(null=True), "dataset.epinions.url": _str(null=True),
-    "dataset.ciao.files": _files, "dataset.epinions.files": _files,
-    "model.dim": _int(1), "model.init_std": _num(),
-    "train.method": _str(), "train.epochs": _int(0), "train.batch_size": _int(1),
-    "train.aux_batch_size": _int(1, null=True), "train.lr": _num(), "train.l2": _num(),
-    "train.optimizer": _str(), "train.patience": _int(1), "train.seed": _int(), "train.device": _str(),
-    "train.threads": _int(1, null=True), "train.progress": _bool, "train.on_nonfinite": _str(),
-    "eval.ks": _ks, "eval.batch_size": _int(1), "eval.groups": _int(1),
-}
-
-
-def check_run_config(cfg: dict) -> None:
-    """One-line ConfigError for a section that is not a mapping or a key of the wrong type."""
-    from pmtrec.config import defaults
-
-    def sections(node: dict, path: tuple[str, ...]):
-        for key, value in node.items():
-            if isinstance(value, dict) and value and not (path + (key,) == ("train", "method_params")):
-                yield path + (key,)
-                yield from sections(value, path + (key,))
-
-    for path in sections(defaults(), ()):
-        node: Any = cfg
-        for part in path:
-            node = node.get(part) if isinstance(node, dict) else None
-        if not isinstance(node, dict):
-            raise ConfigError(f"{'.'.join(path)}: expected a mapping of keys, got {node!r}")
-    for dotted, check in RUN_CONFIG_TYPES.items():
-        node = cfg
-        for part in dotted.split("."):
-            node = node.get(part) if isinstance(node, dict) else None
-        problem = check(node)
-        if problem:
-            raise ConfigError(f"{dotted}: expected {problem}, got {node!r}")
-    if not isinstance(cfg["train"].get("method_params"), dict):
-        raise ConfigError(f"train.method_params: expected a mapping, got {cfg['train'].get('method_params')!r}")
-
-
 def _resolve(args) -> dict:
     from pmtrec.config import load_config
 
@@ -162,9 +76,7 @@ def _resolve(args) -> dict:
             overrides.append(f"{key}={value}")
     if getattr(args, "quiet", False):
         overrides.append("train.progress=false")
-    cfg = load_config(args.config, overrides)
-    check_run_config(cfg)
-    return cfg
+    return load_config(args.config, overrides)
 
 
 def cmd_prepare(args) -> int:
