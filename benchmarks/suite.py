@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import platform
 import resource
@@ -206,7 +207,7 @@ def bench_scale(scales: list[float], size: str, epochs: int) -> list[dict]:
     return rows
 
 
-def child_epoch(method: str, size: str, scale: float, epochs: int) -> dict:
+def child_epoch(method: str, size: str, scale: float, epochs: int, min_steps: int = 100) -> dict:
     from pmtrec.train import Trainer
 
     cfg = _cfg("synthetic", f"dataset.synthetic.size={size}", f"dataset.synthetic.scale={scale}",
@@ -218,13 +219,15 @@ def child_epoch(method: str, size: str, scale: float, epochs: int) -> dict:
     batches = list(tr.tasks[0].epoch_batches(tr.batch_size, torch.Generator().manual_seed(0)))[:20]
     touched = [len(b.user_ids) + len(b.item_ids) for b in (gather_batch(tr._sample(f)) for f in batches)]
     tr.train_epoch()  # warm-up (allocator, lazy init)
+    steps = tr.tasks[0].n_batches(tr.batch_size)
+    epochs = max(epochs, math.ceil(min_steps / steps))  # a small dataset's epoch is too short to time alone
     times = []
     for _ in range(epochs):
         t0 = time.perf_counter()
         tr.train_epoch()
         times.append(time.perf_counter() - t0)
-    return {"epoch_s": float(np.median(times)), "interactions": int(len(data.train)),
-            "steps": tr.tasks[0].n_batches(tr.batch_size), "rows_per_step": float(np.mean(touched)),
+    return {"epoch_s": float(np.median(times)), "epochs_timed": epochs, "interactions": int(len(data.train)),
+            "steps": steps, "rows_per_step": float(np.mean(touched)),
             "table_rows": data.n_users + data.n_items, "peak_rss_mb": peak_rss_mb()}
 
 
