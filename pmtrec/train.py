@@ -160,6 +160,13 @@ def scatter_leaf_grads(leaves: Leaves, grads, out: torch.Tensor, per_task: bool)
     return out
 
 
+def _all_finite(t: torch.Tensor) -> bool:
+    """Every entry finite. A finite sum settles it in one pass (a non-finite entry makes the sum
+    inf or nan); only a non-finite sum, which finite entries can also give by overflow, is checked
+    entry by entry."""
+    return bool(torch.isfinite(t.sum())) or bool(torch.isfinite(t).all())
+
+
 class EpochLog:
     """Per-epoch accumulators, kept on the device so the hot path never syncs."""
 
@@ -422,8 +429,8 @@ class Trainer:
 
     def _nonfinite_grads(self, row_grad: torch.Tensor, ctx: StepContext) -> str | None:
         """None when every gradient of the step is finite, else what is not (host check)."""
-        if bool(torch.isfinite(row_grad).all()):
-            bad = [name for name, g in self._other_grads() if not bool(torch.isfinite(g).all())]
+        if _all_finite(row_grad):
+            bad = [name for name, g in self._other_grads() if not _all_finite(g)]
             return f"non-finite gradient of the {', '.join(dict.fromkeys(bad))}" if bad else None
         what = "non-finite combined row gradient"
         if ctx.grads_computed:  # which tasks' own row gradients were already bad

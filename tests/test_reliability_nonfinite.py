@@ -247,3 +247,15 @@ def test_cli_skip_reports_skipped_batches_in_the_result(tmp_path, nan_method):
     assert rc == 0, stderr
     result = json.loads(out.read_text())
     assert result["skipped_batches"] == 2 and result["curves"][0]["skipped_batches"] == 2
+
+
+def test_all_finite_sum_shortcut_is_exact():
+    from pmtrec.train import _all_finite
+
+    big = torch.full((4, 3), 3e38)  # finite entries whose sum overflows to inf
+    assert _all_finite(big)
+    for bad in (float("nan"), float("inf"), float("-inf")):
+        t = torch.ones(5, 2)
+        t[3, 1] = bad
+        assert not _all_finite(t)
+    assert _all_finite(torch.zeros(0, 4))

@@ -144,9 +144,10 @@ class PMTRec(GradientMethod):
             mf = main.to(w.dtype)
             w = w * (1.0 - b * mf)           # rows the main task does not touch keep their weights
             w[0] = w[0] + b * mf
-            if batch_w is not None and bool(present[0]):
-                batch_w = batch_w * (1.0 - b)
-                batch_w[0] = batch_w[0] + b
+            if batch_w is not None:  # mixed only when the main task is in the batch (no host sync)
+                mixed = batch_w * (1.0 - b)
+                mixed[0] = mixed[0] + b
+                batch_w = torch.where(present[0], mixed, batch_w)
 
         # directions d_k = s_k g_k: unit (balance) or raw, restricted to the row's tasks
         s = maskf / norms.clamp_min(eps) if self.balance else maskf
