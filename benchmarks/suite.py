@@ -291,6 +291,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--quick", action="store_true", help="small sizes and few steps (checks the suite)")
     p.add_argument("--steps", type=int, default=20, help="timed steps per method")
     p.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
+    p.add_argument("--scales", default=None,
+                   help="comma-separated scale factors of the scale section (default 1,4,16; --quick 1,2)")
     p.add_argument("--out", default=None, help="CSV path (default benchmarks/results/<hardware>.csv)")
     p.add_argument("--child-epoch", nargs=4, help=argparse.SUPPRESS)
     p.add_argument("--child-prepare", nargs=1, help=argparse.SUPPRESS)
@@ -328,8 +330,9 @@ def main(argv: list[str] | None = None) -> int:
         name = "ciao" if "ciao" in datasets else next(iter(datasets))
         rows += bench_optim(*datasets[name], steps)
     if "scale" in sections:
-        rows += bench_scale([1.0, 4.0, 16.0] if not args.quick else [1.0, 2.0], "small" if not args.quick else "tiny",
-                            2 if not args.quick else 1)
+        scales = ([float(x) for x in args.scales.split(",")] if args.scales
+                  else [1.0, 4.0, 16.0] if not args.quick else [1.0, 2.0])
+        rows += bench_scale(scales, "small" if not args.quick else "tiny", 2 if not args.quick else 1)
     if "prepare" in sections and Path(MIRROR, "epinions", "rating.mat").exists() and not args.quick:
         rows += bench_prepare("epinions")
     frame = pd.DataFrame(rows)
