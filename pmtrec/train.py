@@ -348,17 +348,7 @@ class Trainer:
                 return False
         elif flags is not None:
             flags.update(ctx.losses.detach(), self._grads_finite(row_grad), batch_no)
-        n_u = len(batch.user_ids)
-        if self.row_opt is not None:
-            self.row_opt.step_rows([(batch.user_ids, row_grad[:n_u]), (batch.item_ids, row_grad[n_u:])])
-        else:
-            self._write_row_grad(batch, row_grad)
-        for opt in self.optimizers:
-            if opt is not self.row_opt:
-                opt.step()
-        if not self.sparse:  # clear only the rows written, not the whole table
-            self._grad_buf["user"].index_fill_(0, batch.user_ids, 0.0)
-            self._grad_buf["item"].index_fill_(0, batch.item_ids, 0.0)
+        self._apply_row_grad(batch, row_grad)
         self.method.after_step(ctx)
         log.add(ctx, out, batch)
         self.global_step += 1
@@ -380,8 +370,8 @@ class Trainer:
             flat = [leaf for mine in leaves for _, leaf in mine]
             params = [p for ps in task_params for p in ps]  # each task's own: disjoint (checked in __init__)
             got = torch.autograd.grad(losses.sum(), flat + params, allow_unused=True)
-            G = self._scratch("task_grads", (len(self.tasks), *rows.shape), rows.dtype).zero_()
-            G = scatter_leaf_grads(leaves, got[:len(flat)], G, True)
+            G = scatter_leaf_grads(leaves, got[:len(flat)],
+                                   self._scratch("task_grads", (len(self.tasks), *rows.shape), rows.dtype).zero_(), True)
             it = iter(got[len(flat):])
             pgrads = [[g if g is not None else torch.zeros_like(p) for p, g in zip(ps, it)] for ps in task_params]
             return G, pgrads
@@ -406,14 +396,26 @@ class Trainer:
             self._scratch_bufs[name] = buf
         return buf[:numel].view(shape)
 
-    def _write_row_grad(self, batch: StepBatch, row_grad: torch.Tensor) -> None:
-        """Dense Adam: the row gradient into the tables' reused (otherwise zero) gradient buffers."""
+    def _apply_row_grad(self, batch: StepBatch, row_grad: torch.Tensor) -> None:
+        """Update the tables from the combined row gradient, then step every other optimizer.
+
+        Lazy Adam takes the rows directly; dense Adam reads them from the tables' reused (otherwise
+        zero) gradient buffers, whose written rows are cleared again afterwards.
+        """
         n_u = len(batch.user_ids)
-        parts = {"user": (batch.user_ids, row_grad[:n_u]), "item": (batch.item_ids, row_grad[n_u:])}
-        for name, (ids, grad) in parts.items():
-            buf = self._grad_buf[name]
-            buf.index_copy_(0, ids, grad)
-            self.model.table(name).grad = buf
+        parts = [("user", batch.user_ids, row_grad[:n_u]), ("item", batch.item_ids, row_grad[n_u:])]
+        if self.row_opt is not None:
+            self.row_opt.step_rows([(ids, grad) for _, ids, grad in parts])
+        else:
+            for name, ids, grad in parts:
+                self._grad_buf[name].index_copy_(0, ids, grad)
+                self.model.table(name).grad = self._grad_buf[name]
+        for opt in self.optimizers:
+            if opt is not self.row_opt:
+                opt.step()
+        if self.row_opt is None:  # clear only the rows written, not the whole table
+            for name, ids, _ in parts:
+                self._grad_buf[name].index_fill_(0, ids, 0.0)
 
     # ---- non-finite losses and gradients ----------------------------------------------------
     def _other_grads(self) -> list[tuple[str, torch.Tensor]]:
