@@ -168,15 +168,24 @@ def _all_finite(t: torch.Tensor) -> bool:
 
 
 class EpochLog:
-    """Per-epoch accumulators, kept on the device so the hot path never syncs."""
+    """Per-epoch accumulators, kept on the device so the hot path never syncs.
 
-    def __init__(self, n_tasks: int, n_users: int, n_items: int, device: torch.device) -> None:
+    ``user_groups`` / ``item_groups`` give every user / item its activity group (0 = least
+    active); per-row task weights are summed per group as they arrive, so a step writes into a
+    few cached group rows instead of scattering into a table-sized accumulator.
+    """
+
+    def __init__(self, n_tasks: int, user_groups, item_groups, device: torch.device) -> None:
         z = lambda *s: torch.zeros(*s, device=device, dtype=torch.float64)  # noqa: E731
         self.steps = 0
         self.loss_sum, self.weight_sum = z(n_tasks), z(n_tasks)
         self.cos_sum, self.cos_steps = z(n_tasks, n_tasks), 0
-        # per row: [summed weights | visits counted], one scatter per table and step
-        self.user_acc, self.item_acc = z(n_users, 2 * n_tasks), z(n_items, 2 * n_tasks)
+        self.user_group = torch.as_tensor(np.asarray(user_groups), dtype=torch.long, device=device)
+        self.item_group = torch.as_tensor(np.asarray(item_groups), dtype=torch.long, device=device)
+        n_groups = lambda g: int(g.max()) + 1 if len(g) else 0  # noqa: E731
+        # per group: [summed weights | visits counted]
+        self.user_acc = z(n_groups(self.user_group), 2 * n_tasks)
+        self.item_acc = z(n_groups(self.item_group), 2 * n_tasks)
         self.has_rows = False
 
     def add(self, ctx: StepContext, out, batch: StepBatch) -> None:
@@ -197,10 +206,10 @@ class EpochLog:
             both = torch.cat([(t[0] & t[1:].any(0))[None], t[0] & t[1:]]).T.double()  # [R, K]
             acc = torch.cat([out.row_weights.detach().double() * both, both], dim=1)  # [R, 2K]
             n_u = ctx.n_user_rows
-            self.user_acc.index_add_(0, batch.user_ids, acc[:n_u])
-            self.item_acc.index_add_(0, batch.item_ids, acc[n_u:])
+            self.user_acc.index_add_(0, self.user_group[batch.user_ids], acc[:n_u])
+            self.item_acc.index_add_(0, self.item_group[batch.item_ids], acc[n_u:])
 
-    def summary(self, task_names: tuple[str, ...], user_groups: np.ndarray, item_groups: np.ndarray) -> dict:
+    def summary(self, task_names: tuple[str, ...]) -> dict:
         n = max(self.steps, 1)
         out: dict[str, Any] = {
             "loss": dict(zip(task_names, (self.loss_sum / n).tolist())),
@@ -211,22 +220,16 @@ class EpochLog:
             out["grad_cosine"] = {f"{a}|{b}": float(cos[i, j]) for i, a in enumerate(task_names)
                                   for j, b in enumerate(task_names) if i < j}
         if self.has_rows:
-            K = len(task_names)
-            out["row_weight_by_user_group"] = _group_means(self.user_acc[:, :K], self.user_acc[:, K:], user_groups,
-                                                           task_names)
-            out["row_weight_by_item_group"] = _group_means(self.item_acc[:, :K], self.item_acc[:, K:], item_groups,
-                                                           task_names)
+            out["row_weight_by_user_group"] = _group_means(self.user_acc, task_names)
+            out["row_weight_by_item_group"] = _group_means(self.item_acc, task_names)
         return out
 
 
-def _group_means(wsum: torch.Tensor, count: torch.Tensor, groups: np.ndarray, task_names) -> dict:
-    """Mean per-row weight of each task per group, over the visits counted in ``count``."""
-    g = torch.as_tensor(groups, device=wsum.device)
-    n_groups = int(groups.max()) + 1 if len(groups) else 0
-    gw = torch.zeros(n_groups, wsum.shape[1], dtype=wsum.dtype, device=wsum.device).index_add_(0, g, wsum)
-    gn = torch.zeros(n_groups, wsum.shape[1], dtype=wsum.dtype, device=wsum.device).index_add_(0, g, count)
-    mean = (gw / gn.clamp_min(1)).cpu().numpy()
-    return {str(i): dict(zip(task_names, mean[i].tolist())) for i in range(n_groups)}
+def _group_means(acc: torch.Tensor, task_names) -> dict:
+    """Mean per-row weight of each task per group, over the visits counted (``acc`` = [sums | counts])."""
+    K = len(task_names)
+    mean = (acc[:, :K] / acc[:, K:].clamp_min(1)).cpu().numpy()
+    return {str(i): dict(zip(task_names, mean[i].tolist())) for i in range(len(mean))}
 
 
 class Trainer:
@@ -463,10 +466,14 @@ class Trainer:
                                        batch_size=int(self.cfg["eval"]["batch_size"]), device=self.device,
                                        user_groups=self.user_groups)
 
+    def new_log(self) -> EpochLog:
+        """An empty per-epoch log for :meth:`train_step`."""
+        return EpochLog(len(self.tasks), self.user_groups, self.item_groups, self.device)
+
     def train_epoch(self) -> tuple[EpochLog, float]:
         """One pass over the training interactions; returns the epoch's log and its wall time."""
         rec: RecTask = self.tasks[0]  # type: ignore[assignment]
-        log = EpochLog(len(self.tasks), self.data.n_users, self.data.n_items, self.device)
+        log = self.new_log()
         t0 = time.perf_counter()
         bar = tqdm(rec.epoch_batches(self.batch_size, self.gen), total=rec.n_batches(self.batch_size), leave=False,
                    desc=f"epoch {self.epoch + 1}/{self.epochs}", disable=not self.cfg["train"].get("progress", True))
@@ -494,7 +501,7 @@ class Trainer:
         t1 = time.perf_counter()
         valid = self.evaluate("valid")
         return {"epoch": self.epoch + 1, "train_time_s": train_time, "eval_time_s": time.perf_counter() - t1,
-                "valid": valid.metrics, **log.summary(self.task_names, self.user_groups, self.item_groups),
+                "valid": valid.metrics, **log.summary(self.task_names),
                 "skipped_batches": self._epoch_skipped}
 
     def fit(self, checkpoint: str | Path | None = None, log=print, notice=None) -> dict:

@@ -22,7 +22,7 @@ from pmtrec.errors import ConfigError, TrainingError
 from pmtrec.methods import GradientMethod, StepOutput
 from pmtrec.methods.registry import METHODS, register
 from pmtrec.tasks import SocialTask
-from pmtrec.train import EpochLog, Trainer, train
+from pmtrec.train import Trainer, train
 
 ROOT = Path(__file__).resolve().parents[1]
 BATCH = 256
@@ -167,7 +167,7 @@ def test_a_skipped_batch_changes_no_parameter_and_no_optimizer_state(data, nan_m
     before = {k: v.clone() for k, v in tr.model.state_dict().items()}
     before_tasks = [{k: v.clone() for k, v in t.state_dict().items()} for t in tr.tasks]
     rec_fields = next(tr.tasks[0].epoch_batches(BATCH, tr.gen))
-    log = EpochLog(len(tr.tasks), data.n_users, data.n_items, tr.device)
+    log = tr.new_log()
     assert tr.train_step(rec_fields, log, 0) is False
     assert all(torch.equal(before[k], v) for k, v in tr.model.state_dict().items())
     assert all(torch.equal(b[k], v) for b, t in zip(before_tasks, tr.tasks) for k, v in t.state_dict().items())

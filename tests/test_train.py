@@ -133,9 +133,8 @@ def test_lazy_adam_updates_only_the_rows_of_the_batch(tiny_data):
     tr = Trainer(cfg, tiny_data)
     before_u, before_i = tr.model.user.detach().clone(), tr.model.item.detach().clone()
     fields = next(tr.tasks[0].epoch_batches(8, tr.gen))
-    from pmtrec.train import EpochLog
 
-    tr.train_step(fields, EpochLog(1, tiny_data.n_users, tiny_data.n_items, tr.device), 0)
+    tr.train_step(fields, tr.new_log(), 0)
     changed_u = torch.nonzero((tr.model.user.detach() != before_u).any(dim=1)).flatten()
     changed_i = torch.nonzero((tr.model.item.detach() != before_i).any(dim=1)).flatten()
     assert set(changed_u.tolist()) == set(fields["anchor"][1].tolist())
@@ -162,3 +161,26 @@ def test_result_record_has_provenance_and_groups(tiny_data):
     assert len(r["test"]["groups"]) == 5
     assert r["curves"][0]["weight"]["rec"] == 1.0
     assert np.isfinite(r["curves"][0]["loss"]["rec"])
+
+
+def test_epoch_log_averages_row_weights_per_activity_group_over_rows_shared_with_rec():
+    from types import SimpleNamespace as NS
+
+    from pmtrec.train import EpochLog
+
+    log = EpochLog(2, np.array([0, 1, 1]), np.array([0, 0]), torch.device("cpu"))
+
+    def add(user_ids, item_ids, touched, row_weights):
+        ctx = NS(losses=torch.ones(2), grads_computed=False, touched=torch.tensor(touched), n_user_rows=len(user_ids))
+        out = NS(weights=torch.tensor([0.5, 0.5]), row_weights=torch.tensor(row_weights))
+        log.add(ctx, out, NS(user_ids=torch.tensor(user_ids), item_ids=torch.tensor(item_ids, dtype=torch.long)))
+
+    # rows: user 0, user 2, item 1; the auxiliary task touches only the two users
+    add([0, 2], [1], [[True, True, True], [True, True, False]], [[0.6, 0.4], [0.8, 0.2], [1.0, 0.0]])
+    add([2], [], [[True], [True]], [[0.5, 0.5]])
+    s = log.summary(("rec", "social"))
+    assert s["row_weight_by_user_group"]["0"] == pytest.approx({"rec": 0.6, "social": 0.4})
+    assert s["row_weight_by_user_group"]["1"] == pytest.approx({"rec": 0.65, "social": 0.35})
+    # the item row is touched by rec alone, so nothing is counted for its group
+    assert s["row_weight_by_item_group"] == {"0": {"rec": 0.0, "social": 0.0}}
+    assert log.steps == 2 and s["weight"] == pytest.approx({"rec": 0.5, "social": 0.5})
