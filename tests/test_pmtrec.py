@@ -261,6 +261,23 @@ def test_progressive_mixing_moves_weight_to_the_main_task():
     torch.testing.assert_close(w10[1].sum(), torch.tensor(1.0, dtype=w0.dtype))
 
 
+def test_focus_on_all_rows_damps_rows_without_the_main_task_by_one_minus_b():
+    norms = torch.tensor([[1.0, 0.0, 2.0], [3.0, 1.0, 0.0], [4.0, 1.0, 1.0]])
+    touched = norms > 0
+    grads = scaled_dirs(norms)
+    ctx = make_ctx(grads, touched, epoch=5)                  # b = 0.25 with focus_max 0.5, warmup 10
+    main_rows, all_rows = (method(focus_rows=r, focus_max=0.5, focus_warmup=10) for r in ("main", "all"))
+    a, b = main_rows.step(ctx), all_rows.step(ctx)
+    torch.testing.assert_close(b.row_grad[1], 0.75 * a.row_grad[1])   # row 1: no main task
+    torch.testing.assert_close(b.row_grad[[0, 2]], a.row_grad[[0, 2]])
+    full = method(focus_rows="all", focus_max=1.0, focus_warmup=0).step(make_ctx(grads, touched, epoch=3))
+    torch.testing.assert_close(full.row_grad[1], torch.zeros_like(full.row_grad[1]))
+    cos = torch.nn.functional.cosine_similarity(full.row_grad[[0, 2]], grads[0][[0, 2]], dim=1)
+    torch.testing.assert_close(cos, torch.ones(2, dtype=cos.dtype))     # the main task's direction alone
+    with pytest.raises(ConfigError, match="focus_rows must be one of main, all"):
+        method(focus_rows="some")
+
+
 # ---- variants -------------------------------------------------------------------------------------
 def test_pmtrec_none_equals_ews_row_gradient():
     """pmtrec-none = sum_k g[x,k] over the tasks touching x: exactly EW's row gradient."""

@@ -14,6 +14,8 @@ x's combination. One step, in this exact order (all vectorised over rows and tas
    With ``balance`` *and* ``personalized`` off the weights are uniform.
 2. **progressive focus** (rows the main task touches): ``w[x,0] <- (1-b) w[x,0] + b``,
    ``w[x,k>0] <- (1-b) w[x,k]``, with ``b = b(epoch)`` rising from 0 to ``focus_max``.
+   With ``focus_rows="all"`` a row the main task does not touch has its final update scaled
+   by ``1 - b`` (step 6), so ``focus_max = 1`` ends with the main task alone.
 3. **directions**: ``d[x,k] = g[x,k] / n[x,k]`` (``balance``) or ``g[x,k]`` (raw).
 4. **alignment** (rows the main task touches): an auxiliary direction with
    ``<d[x,k], d[x,0]> < 0`` loses its component along ``d[x,0]``.
@@ -45,6 +47,7 @@ from pmtrec.methods.registry import register, register_variant
 
 SCHEDULES = ("linear", "cosine")
 MAGNITUDES = ("sum", "norms", "main")
+FOCUS_ROWS = ("main", "all")
 
 
 def focus_schedule(epoch: float, focus_max: float, warmup: float, schedule: str = "linear") -> float:
@@ -73,7 +76,8 @@ class PMTRec(GradientMethod):
     def __init__(self, task_names, personalized: bool = True, balance: bool = True, tau: float = 1.0,
                  focus: bool = True, align: bool = True, progressive: bool = True, focus_max: float = 0.5,
                  focus_warmup: float = 10, focus_schedule: str = "linear", weight_sign: int = 1,
-                 norm_by_batch_mean: bool = False, magnitude: str = "norms", eps: float = 1e-12) -> None:
+                 norm_by_batch_mean: bool = False, magnitude: str = "norms", focus_rows: str = "main",
+                 eps: float = 1e-12) -> None:
         super().__init__(task_names)
         if not (isinstance(tau, (int, float)) and tau > 0):
             raise ValueError(f"tau must be a positive number, got {tau!r}")
@@ -87,6 +91,8 @@ class PMTRec(GradientMethod):
             raise ValueError(f"weight_sign must be 1 or -1, got {weight_sign!r}")
         if magnitude not in MAGNITUDES:
             raise ValueError(f"magnitude must be one of {', '.join(MAGNITUDES)}, got {magnitude!r}")
+        if focus_rows not in FOCUS_ROWS:
+            raise ValueError(f"focus_rows must be one of {', '.join(FOCUS_ROWS)}, got {focus_rows!r}")
         if not (isinstance(eps, (int, float)) and eps > 0):
             raise ValueError(f"eps must be a positive number, got {eps!r}")
         self.personalized, self.balance = bool(personalized), bool(balance)
@@ -96,6 +102,7 @@ class PMTRec(GradientMethod):
         self.focus_max, self.focus_warmup, self.focus_schedule = float(focus_max), float(focus_warmup), focus_schedule
         self.norm_by_batch_mean = bool(norm_by_batch_mean)
         self.magnitude = magnitude
+        self.focus_rows = focus_rows
 
     def focus_strength(self, epoch: float) -> float:
         """b(epoch) of progressive focus (0 when progressive focus is off)."""
@@ -173,6 +180,8 @@ class PMTRec(GradientMethod):
         onehot = torch.zeros_like(a)
         onehot[0] = 1.0
         a = torch.where(main_only, onehot, a)                          # exactly g[x,0]
+        if b > 0 and self.focus_rows == "all":  # rows without the main task move (1 - b) as far
+            a = torch.where(main, a, a * (1.0 - b))
         out = grads[0] * a[0, :, None]
         for k in range(1, grads.shape[0]):  # K <= 4 tasks; in place, one read of each g_k
             out.addcmul_(grads[k], a[k, :, None])
