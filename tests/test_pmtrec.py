@@ -123,7 +123,7 @@ def test_balance_scaling_a_rows_gradients_keeps_its_weights_and_direction(factor
     g = torch.randn(3, 4, 8, dtype=torch.float64) * torch.tensor([1.0, 30.0, 0.05])[:, None, None]
     touched = torch.ones(3, 4, dtype=torch.bool)
     touched[0, 3] = False
-    m = method(name, magnitude="main")
+    m = method(name, magnitude="main", focus_rows="main")  # focus_rows="all" would shorten row 3 (own test)
     a = m.step(make_ctx(g, touched, epoch=5))
     scale = torch.ones(4, dtype=torch.float64)
     scale[1] = factor
@@ -146,15 +146,15 @@ def test_sum_magnitude_takes_the_ew_step_length_and_keeps_the_balanced_direction
     touched = torch.ones(3, 5, dtype=torch.bool)
     touched[0, 4] = False  # a row the main task does not touch
     ctx = make_ctx(g, touched, epoch=5)
-    out = method("pmtrec", magnitude="sum").step(ctx).row_grad
+    out = method("pmtrec", magnitude="sum", focus_rows="main").step(ctx).row_grad
     ew_len = (g * touched[..., None]).sum(0).norm(dim=1)
     torch.testing.assert_close(out.norm(dim=1), ew_len)
-    main = method("pmtrec", magnitude="main").step(ctx).row_grad
+    main = method("pmtrec", magnitude="main", focus_rows="main").step(ctx).row_grad
     torch.testing.assert_close(out / out.norm(dim=1, keepdim=True), main / main.norm(dim=1, keepdim=True))
     # scaling one row's gradients together scales its step, never its direction or weights
     scale = torch.ones(5, dtype=torch.float64)
     scale[2] = factor
-    scaled = method("pmtrec", magnitude="sum").step(make_ctx(g * scale[None, :, None], touched, epoch=5))
+    scaled = method("pmtrec", magnitude="sum", focus_rows="main").step(make_ctx(g * scale[None, :, None], touched, epoch=5))
     torch.testing.assert_close(scaled.row_grad, out * scale[:, None])
 
 
@@ -165,10 +165,10 @@ def test_norms_magnitude_takes_the_sum_of_the_rows_task_norms():
     touched[0, 4] = False
     touched[2, 1] = False
     ctx = make_ctx(g, touched, epoch=5)
-    out = method("pmtrec", magnitude="norms", tau=0.5).step(ctx).row_grad
+    out = method("pmtrec", magnitude="norms", tau=0.5, focus_rows="main").step(ctx).row_grad
     expected = (g.norm(dim=2) * touched).sum(0)
     torch.testing.assert_close(out.norm(dim=1), expected)
-    ref = method("pmtrec", magnitude="sum", tau=0.5).step(ctx).row_grad
+    ref = method("pmtrec", magnitude="sum", tau=0.5, focus_rows="main").step(ctx).row_grad
     torch.testing.assert_close(out / out.norm(dim=1, keepdim=True), ref / ref.norm(dim=1, keepdim=True))
     with pytest.raises(ConfigError, match="magnitude must be one of sum, norms, main, got 'largest'"):
         method("pmtrec", magnitude="largest")
@@ -213,7 +213,10 @@ def test_alignment_never_pushes_a_row_against_its_main_gradient(seed, k, r, d, p
     out = m.step(ctx).row_grad
     g0 = ctx.grads()[0]
     dot = (out * g0).sum(1)
-    assert bool((dot >= -1e-9 * out.norm(dim=1) * g0.norm(dim=1)).all())
+    # round-off is relative to the parts combined (a row whose aligned parts cancel leaves only
+    # rounding noise, of either sign): sum_k ||g[x,k]|| bounds them up to the weights
+    parts = ctx.grads().norm(dim=2).sum(0)
+    assert bool((dot >= -1e-9 * k * parts * g0.norm(dim=1)).all())
     assert bool(torch.isfinite(out).all())
 
 

@@ -14,8 +14,9 @@ x's combination. One step, in this exact order (all vectorised over rows and tas
    With ``balance`` *and* ``personalized`` off the weights are uniform.
 2. **progressive focus** (rows the main task touches): ``w[x,0] <- (1-b) w[x,0] + b``,
    ``w[x,k>0] <- (1-b) w[x,k]``, with ``b = b(epoch)`` rising from 0 to ``focus_max``.
-   With ``focus_rows="all"`` a row the main task does not touch has its final update scaled
-   by ``1 - b`` (step 6), so ``focus_max = 1`` ends with the main task alone.
+   With ``focus_rows="all"`` (the default, chosen on validation, see docs/method.md) a row
+   outside the main task's batch has its final update scaled by ``1 - b`` (after step 6), so
+   ``focus_max = 1`` ends with the main task alone; ``focus_rows="main"`` leaves those rows alone.
 3. **directions**: ``d[x,k] = g[x,k] / n[x,k]`` (``balance``) or ``g[x,k]`` (raw).
 4. **alignment** (rows the main task touches): an auxiliary direction with
    ``<d[x,k], d[x,0]> < 0`` loses its component along ``d[x,0]``.
@@ -76,7 +77,7 @@ class PMTRec(GradientMethod):
     def __init__(self, task_names, personalized: bool = True, balance: bool = True, tau: float = 1.0,
                  focus: bool = True, align: bool = True, progressive: bool = True, focus_max: float = 0.5,
                  focus_warmup: float = 10, focus_schedule: str = "linear", weight_sign: int = 1,
-                 norm_by_batch_mean: bool = False, magnitude: str = "norms", focus_rows: str = "main",
+                 norm_by_batch_mean: bool = False, magnitude: str = "norms", focus_rows: str = "all",
                  eps: float = 1e-12) -> None:
         super().__init__(task_names)
         if not (isinstance(tau, (int, float)) and tau > 0):
@@ -180,8 +181,8 @@ class PMTRec(GradientMethod):
         onehot = torch.zeros_like(a)
         onehot[0] = 1.0
         a = torch.where(main_only, onehot, a)                          # exactly g[x,0]
-        if b > 0 and self.focus_rows == "all":  # rows without the main task move (1 - b) as far
-            a = torch.where(main, a, a * (1.0 - b))
+        if b > 0 and self.focus_rows == "all":  # rows outside the main task's batch move (1 - b) as far
+            a = torch.where(touched[0], a, a * (1.0 - b))
         out = grads[0] * a[0, :, None]
         for k in range(1, grads.shape[0]):  # K <= 4 tasks; in place, one read of each g_k
             out.addcmul_(grads[k], a[k, :, None])
