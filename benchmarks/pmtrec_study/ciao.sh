@@ -21,7 +21,7 @@ export -f run; export out py
   # main table: default protocol (l2 = 1e-5), 3 seeds
   for s in 0 1 2; do for m in $variants ew single uw gradnorm; do echo "f_${m}_s$s $m $s"; done; done
   # focus on every row (focus_rows=all, the default since): PMTRec and the variants it changes
-  for s in 0 1 2; do for m in pmtrec pmtrec-no-personal pmtrec-no-align pmtrec-no-balance; do
+  for s in 0 1 2; do for m in pmtrec pmtrec-no-personal pmtrec-no-align pmtrec-no-balance; do  # others: no focus
     echo "r_${m}_s$s $m $s"; done; done
   echo "r_all-fm0.7_s0 pmtrec 0 --set train.method_params.focus_max=0.7"
   # temperature sweep at l2 = 1e-5 (tau = 1 gives EW's per-row direction; other tau tilt it), 3 seeds
