@@ -180,8 +180,8 @@ class EpochLog:
         self.steps = 0
         self.loss_sum, self.weight_sum = z(n_tasks), z(n_tasks)
         self.cos_sum, self.cos_steps = z(n_tasks, n_tasks), 0
-        self.user_group = torch.as_tensor(np.asarray(user_groups), dtype=torch.long, device=device)
-        self.item_group = torch.as_tensor(np.asarray(item_groups), dtype=torch.long, device=device)
+        self.user_group = torch.as_tensor(user_groups, dtype=torch.long, device=device)  # no copy if already there
+        self.item_group = torch.as_tensor(item_groups, dtype=torch.long, device=device)
         n_groups = lambda g: int(g.max()) + 1 if len(g) else 0  # noqa: E731
         # per group: [summed weights | visits counted]
         self.user_acc = z(n_groups(self.user_group), 2 * n_tasks)
@@ -271,6 +271,9 @@ class Trainer:
         self.ks = tuple(int(k) for k in ecfg["ks"])
         self.user_groups = ev.activity_groups(data.train, data.n_users, int(ecfg["groups"]), column=0)
         self.item_groups = ev.activity_groups(data.train, data.n_items, int(ecfg["groups"]), column=1)
+        # on the device once, for every epoch's log
+        self._log_groups = tuple(torch.as_tensor(g, dtype=torch.long, device=self.device)
+                                 for g in (self.user_groups, self.item_groups))
         self.train_valid = np.concatenate([data.train, data.valid])
         self.on_nonfinite = tcfg.get("on_nonfinite", "stop")
         if self.on_nonfinite not in ON_NONFINITE:
@@ -468,7 +471,7 @@ class Trainer:
 
     def new_log(self) -> EpochLog:
         """An empty per-epoch log for :meth:`train_step`."""
-        return EpochLog(len(self.tasks), self.user_groups, self.item_groups, self.device)
+        return EpochLog(len(self.tasks), *self._log_groups, self.device)
 
     def train_epoch(self) -> tuple[EpochLog, float]:
         """One pass over the training interactions; returns the epoch's log and its wall time."""
