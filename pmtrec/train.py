@@ -147,16 +147,23 @@ def leaf_losses(tasks: list[Task], batch: StepBatch, rows: torch.Tensor) -> tupl
 def scatter_leaf_grads(leaves: Leaves, grads, out: torch.Tensor, per_task: bool) -> torch.Tensor:
     """Accumulate the leaves' gradients (in ``leaves`` order; None = unused) into ``out`` by row.
 
-    ``out`` is [K, R, d] (``per_task``) or [R, d]. ``index_put_(accumulate=True)`` is the scatter
-    autograd itself uses for a gather's backward (deterministic on CUDA under deterministic mode).
+    ``out`` is [K, R, d] (``per_task``) or [R, d]. On CUDA, ``index_put_(accumulate=True)``: the
+    sorted, deterministic scatter autograd itself uses for a gather's backward. On CPU,
+    ``index_add_`` (alpha 1), which is deterministic there and 3.5x faster (measured: 1.5 against
+    5.2 ms for 11 fields of 4096 x 64 rows).
     """
+    cuda = out.device.type == "cuda"
     it = iter(grads)
     for k, mine in enumerate(leaves):
         dest = out[k] if per_task else out
         for idx, _ in mine:
             g = next(it)
-            if g is not None:
+            if g is None:
+                continue
+            if cuda:
                 dest.index_put_((idx,), g, accumulate=True)
+            else:
+                dest.index_add_(0, idx, g)
     return out
 
 
@@ -354,7 +361,7 @@ class Trainer:
                 return False
         elif flags is not None:
             flags.update(ctx.losses.detach(), self._grads_finite(row_grad), batch_no)
-        self._apply_row_grad(batch, row_grad)
+        self._apply_row_grad(batch, row_grad, rows.detach())
         self.method.after_step(ctx)
         log.add(ctx, out, batch)
         self.global_step += 1
@@ -402,16 +409,18 @@ class Trainer:
             self._scratch_bufs[name] = buf
         return buf[:numel].view(shape)
 
-    def _apply_row_grad(self, batch: StepBatch, row_grad: torch.Tensor) -> None:
+    def _apply_row_grad(self, batch: StepBatch, row_grad: torch.Tensor, rows: torch.Tensor) -> None:
         """Update the tables from the combined row gradient, then step every other optimizer.
 
-        Lazy Adam takes the rows directly; dense Adam reads them from the tables' reused (otherwise
+        Lazy Adam takes the rows directly, with ``rows`` (the step's gather, i.e. the tables'
+        current rows) to spare it a gather; dense Adam reads them from the tables' reused (otherwise
         zero) gradient buffers, whose written rows are cleared again afterwards.
         """
         n_u = len(batch.user_ids)
         parts = [("user", batch.user_ids, row_grad[:n_u]), ("item", batch.item_ids, row_grad[n_u:])]
-        if self.row_opt is not None:
-            self.row_opt.step_rows([(ids, grad) for _, ids, grad in parts])
+        if self.row_opt is not None:  # the forward gather's rows are the tables' current rows
+            current = [rows[:n_u], rows[n_u:]]
+            self.row_opt.step_rows([(ids, grad, now) for (_, ids, grad), now in zip(parts, current)])
         else:
             for name, ids, grad in parts:
                 self._grad_buf[name].index_copy_(0, ids, grad)

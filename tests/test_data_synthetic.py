@@ -87,6 +87,17 @@ def test_categories_and_coviews_follow_item_communities(small):
     assert np.mean(zi[a] == zi[b]) > 0.95
 
 
+def test_scale_grows_communities_but_not_categories():
+    base_raw, base_truth = generate("tiny", 0)
+    raw, truth = generate("tiny", 0, scale=4)
+    assert truth["spec"].communities == 2 * base_truth["spec"].communities == 12
+    assert raw.item_category["category"].nunique() == base_raw.item_category["category"].nunique() == 12
+    zi = truth["item_community"]
+    cat = raw.item_category["category"].to_numpy() - 1
+    items = raw.item_category["item"].to_numpy() - 1
+    assert np.mean(cat // 2 == zi[items] % 6) > 0.9  # still the (folded) community
+
+
 def test_timestamps_vary_within_users(small):
     raw, _, _ = small
     ts = raw.interactions.groupby("user")["timestamp"].agg(["min", "max", "nunique", "size"])

@@ -27,6 +27,22 @@ def test_row_adam_matches_sparse_adam_over_steps():
     torch.testing.assert_close(st["exp_avg_sq"], sr["exp_avg_sq"], rtol=1e-5, atol=1e-9)
 
 
+def test_row_adam_given_current_rows_steps_exactly_as_without():
+    g = torch.Generator().manual_seed(1)
+    a = torch.nn.Parameter(torch.randn(40, 6, generator=g))
+    b = torch.nn.Parameter(a.detach().clone())
+    plain, given = RowAdam([a], lr=0.05), RowAdam([b], lr=0.05)
+    for _ in range(5):
+        ids = torch.unique(torch.randint(40, (12,), generator=g))
+        grad = torch.randn(len(ids), 6, generator=g)
+        plain.step_rows([(ids, grad)])
+        now = b.detach()[ids]
+        kept = now.clone()
+        given.step_rows([(ids, grad, now)])
+        assert torch.equal(a.detach(), b.detach())
+        assert torch.equal(now, kept)  # the given rows are read, not written into
+
+
 def test_row_adam_leaves_untouched_rows_and_their_moments_alone():
     p = torch.nn.Parameter(torch.randn(10, 4))
     opt = RowAdam([p], lr=0.1)

@@ -15,8 +15,11 @@ Generative story (all vectorised numpy; ``rng = default_rng(seed)``):
   timestamps are per-user increasing sequences inside a 3-year window.
 * Social links by homophily: with prob. ``p_social_same`` a friend is drawn from the
   user's community (best factor similarity of ``M`` candidates), else uniformly.
-* Item categories: ``2 * community + side(v)`` where ``side`` is the sign of the
-  item factor's projection on a random direction (5% random noise).
+* Item categories: ``2 * (community mod C) + side(v)`` where ``side`` is the sign of the
+  item factor's projection on a random direction (5% random noise). ``C`` is the size's
+  base community count, so growing ``scale`` adds communities but not categories: a
+  larger catalogue keeps its taxonomy (Ciao and Epinions both have ~27 categories), and
+  the category head's cost per sample stays fixed.
 * Co-views: items link to same-community items with similar factors, by popularity.
 
 Sizes (``dataset.synthetic.size``): ``tiny`` ~300 users x 400 items (tests),
@@ -47,6 +50,7 @@ class SynthSpec:
     items: int
     avg_interactions: float
     communities: int
+    category_groups: int = 0  # categories = 2 x this; 0: one group per community
     dim: int = 16
     candidates: int = 8
     p_own: float = 0.6
@@ -80,7 +84,8 @@ def _spec(size: str, scale: float) -> SynthSpec:
     items = max(20, int(round(base.items * scale)))
     k = int(round(base.communities * np.sqrt(scale)))
     k = max(2, min(k, users // 10, items // 10))
-    return SynthSpec(**{**base.__dict__, "users": users, "items": items, "communities": k})
+    return SynthSpec(**{**base.__dict__, "users": users, "items": items, "communities": k,
+                        "category_groups": min(k, base.communities)})
 
 
 def _sample_in_groups(rng: np.random.Generator, order: np.ndarray, weights: np.ndarray,
@@ -220,9 +225,10 @@ def generate(size: str = "tiny", seed: int = 0, scale: float = 1.0) -> tuple[Raw
     # categories from communities and factors
     direction = rng.normal(size=d).astype(np.float32)
     side = ((vf - centroids[zi]) @ direction > 0).astype(np.int64)
-    cat = 2 * zi + side
+    groups = spec.category_groups or k
+    cat = 2 * (zi % groups) + side
     noisy = rng.random(ni) < 0.05
-    cat = np.where(noisy, rng.integers(0, 2 * k, size=ni), cat)
+    cat = np.where(noisy, rng.integers(0, 2 * groups, size=ni), cat)
     item_category = pd.DataFrame({"item": np.arange(ni) + 1, "category": cat + 1})
 
     # co-views: similar same-community items, popularity-weighted
