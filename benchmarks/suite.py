@@ -203,8 +203,12 @@ def bench_scale(scales: list[float], size: str, epochs: int) -> list[dict]:
                      "unit": "x linear", "seconds": None, "target": 1.2})
         rows.append({"section": "scale", "dataset": "synthetic", "item": f"{method}:slope_vs_row_updates",
                      "value": row_slope, "unit": "x linear", "seconds": None, "target": None})
+        # the same two end points on log-log axes: time ~ interactions^exponent (1 = linear)
+        exponent = math.log(hi["epoch_s"] / lo["epoch_s"]) / math.log(hi["interactions"] / lo["interactions"])
+        rows.append({"section": "scale", "dataset": "synthetic", "item": f"{method}:loglog_exponent",
+                     "value": exponent, "unit": "exponent", "seconds": None, "target": None})
         print(f"  scale {method}: time growth / interaction growth = {slope:.2f}x linear; "
-              f"/ row-update growth = {row_slope:.2f}x", flush=True)
+              f"/ row-update growth = {row_slope:.2f}x; log-log exponent {exponent:.2f}", flush=True)
     return rows
 
 

@@ -113,10 +113,25 @@ def gather_batch(fields: list[Fields]) -> StepBatch:
     return StepBatch(uniq["user"], uniq["item"], task_index, passthrough, touched)
 
 
+def gather_rows(user_w: torch.Tensor, item_w: torch.Tensor, batch: StepBatch) -> torch.Tensor:
+    """The batch's rows, users then items, as one [R, d] tensor (not tracked by autograd).
+
+    ``index_select`` straight into the two halves: on CPU ``table[ids]`` (advanced indexing) costs
+    4x as much on a large table (measured 2.8 against 0.7 ms for 24k rows of a 641k-row table), and
+    a ``cat`` of the halves would copy them once more.
+    """
+    n_u = len(batch.user_ids)
+    rows = torch.empty(n_u + len(batch.item_ids), user_w.shape[1], dtype=user_w.dtype, device=user_w.device)
+    with torch.no_grad():
+        torch.index_select(user_w, 0, batch.user_ids, out=rows[:n_u])
+        torch.index_select(item_w, 0, batch.item_ids, out=rows[n_u:])
+    return rows
+
+
 def task_losses(tasks: list[Task], batch: StepBatch, rows: torch.Tensor) -> torch.Tensor:
     losses = []
     for task, index, through in zip(tasks, batch.task_index, batch.passthrough):
-        feed = {name: (idx if name in through else rows[idx]) for name, idx in index.items()}
+        feed = {name: (idx if name in through else rows.index_select(0, idx)) for name, idx in index.items()}
         losses.append(task.loss(feed))
     return torch.stack(losses)
 
@@ -137,7 +152,7 @@ def leaf_losses(tasks: list[Task], batch: StepBatch, rows: torch.Tensor) -> tupl
             if name in through:
                 feed[name] = idx
             else:
-                feed[name] = leaf = rows[idx].requires_grad_()
+                feed[name] = leaf = rows.index_select(0, idx).requires_grad_()
                 mine.append((idx, leaf))
         losses.append(task.loss(feed))
         leaves.append(mine)
@@ -370,13 +385,13 @@ class Trainer:
     def step_context(self, batch: StepBatch) -> tuple[StepContext, Leaves]:
         """The method's view of one step: losses from per-field leaves, per-task gradients on demand."""
         user_w, item_w = self.model.user, self.model.item
-        rows = torch.cat([user_w.detach()[batch.user_ids], item_w.detach()[batch.item_ids]])
+        rows = gather_rows(user_w.detach(), item_w.detach(), batch)
         losses, leaves = leaf_losses(self.tasks, batch, rows)
         task_params = [list(t.parameters()) for t in self.tasks]
 
         def recompute() -> torch.Tensor:
             with torch.no_grad():
-                fresh = torch.cat([user_w[batch.user_ids], item_w[batch.item_ids]])
+                fresh = gather_rows(user_w, item_w, batch)
                 return task_losses(self.tasks, batch, fresh)
 
         def per_task_grads() -> tuple[torch.Tensor, list[list[torch.Tensor]]]:

@@ -266,3 +266,36 @@ def test_workflow_ci_config_pdf(tmp_path):
                           cwd=work, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert (work / "report.html").stat().st_size > 10_000
+
+
+def test_bench_targets_table_sets_every_figure_against_its_target():
+    from pmtrec.report import efficiency
+
+    def row(section, dataset, item, value, unit, target):
+        return {"hardware": "cpu:x2", "section": section, "dataset": dataset, "item": item, "value": value,
+                "unit": unit, "target": target}
+
+    bench = pd.DataFrame([
+        row("step", "ciao", "ew", 1.0, "x ew", 4.0), row("step", "ciao", "pmtrec", 1.3, "x ew", 1.5),
+        row("step", "ciao", "pmtrec-no-focus", 1.9, "x ew", 1.5), row("step", "ciao", "cagrad", 1.6, "x ew", 4.0),
+        row("step", "ciao", "pcgrad", 1.2, "x ew", 4.0), row("eval", "ciao", "eval/floor", 1.1, "x floor", 1.5),
+        row("eval", "ciao", "users_per_s", 15000.0, "users/s", None),
+        row("scale", "synthetic", "ew:slope_vs_linear", 1.68, "x linear", 1.2)])
+    table, reading = efficiency.bench_targets_table(bench)
+    frame = table.to_frame()
+    assert list(frame["Figure"]) == ["PMTRec step / EW step", "slowest other method (CAGrad) / EW",
+                                     "eval: eval/floor", "scale: ew:slope_vs_linear"]
+    assert list(frame["Measured"]) == ["1.30×", "1.60×", "1.10×", "1.68×"]
+    assert list(frame["Met"]) == ["yes", "yes", "yes", "**no**"]
+    assert reading == ("3 of 4 benchmark figures meet their targets. Not met: scale: ew:slope_vs_linear on "
+                       "synthetic (1.68× against ≤ 1.2×).")
+    assert efficiency.bench_targets_table(bench[bench["target"].isna()]) == (None, "")
+
+
+def test_efficiency_section_has_the_bench_targets_table(sections):
+    sec = read_section(sections[NOTEBOOKS.index("07_efficiency")])
+    tables = {item["id"]: item for item in sec["items"] if item["kind"] == "table"}
+    assert "bench-targets" in tables, list(tables)
+    # the fixture's suite CSV: every PMTRec step under 1.5x, the scale slope 1.4x against 1.2x
+    assert tables["bench-targets"]["reading"].endswith("Not met: scale: ew:slope_vs_linear on synthetic "
+                                                       "(1.40× against ≤ 1.2×).")

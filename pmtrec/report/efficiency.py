@@ -150,6 +150,56 @@ def bench_step_table(bench: pd.DataFrame) -> tuple[Table | None, str]:
     return table, reading
 
 
+def _target_rows(bench: pd.DataFrame) -> list[dict]:
+    """Every suite figure that has a target; per step column, PMTRec and the slowest other method."""
+    b = bench.assign(target=pd.to_numeric(bench.get("target"), errors="coerce"))
+    b = b[b["target"].notna()]
+    hw = b["hardware"].astype(str) if "hardware" in b else pd.Series("", index=b.index)
+    b = b.assign(hardware=hw)
+    out = []
+    for (h, ds), g in b[b["section"] == "step"].groupby(["hardware", "dataset"], sort=False):
+        if REF in set(g["item"]):
+            r = g[g["item"] == REF].iloc[0]
+            out.append({"figure": f"{style.label(REF)} step / {style.label(BASE)} step", "dataset": ds, "hardware": h,
+                        "value": float(r["value"]), "unit": "×", "target": float(r["target"])})
+        others = g[~g["item"].astype(str).str.startswith(REF) & (g["item"] != BASE)]
+        if not others.empty:
+            r = others.loc[others["value"].idxmax()]
+            out.append({"figure": f"slowest other method ({style.label(r['item'])}) / {style.label(BASE)}",
+                        "dataset": ds, "hardware": h, "value": float(r["value"]), "unit": "×",
+                        "target": float(r["target"])})
+    for _, r in b[b["section"] != "step"].iterrows():
+        unit = str(r.get("unit", "")) if not pd.isna(r.get("unit", "")) else ""
+        out.append({"figure": f"{r['section']}: {r['item']}", "dataset": r["dataset"], "hardware": r["hardware"],
+                    "value": float(r["value"]), "unit": "×" if unit.startswith("x") else unit,
+                    "target": float(r["target"])})
+    for row in out:
+        row["met"] = row["value"] <= row["target"]
+    return out
+
+
+def bench_targets_table(bench: pd.DataFrame) -> tuple[Table | None, str]:
+    """The suite's figures against their targets (issue 7): met or not, as measured."""
+    rows = _target_rows(bench) if not bench.empty and "target" in bench else []
+    if not rows:
+        return None, ""
+    table = Table(["Figure", "Dataset", "Hardware", "Measured", "Target", "Met"], font_size=7.5)
+    for r in rows:
+        table.add([Cell(r["figure"]), Cell(str(r["dataset"])), Cell(str(r["hardware"])),
+                   Cell(f"{r['value']:.2f}{r['unit']}"), Cell(f"≤ {r['target']:g}{r['unit']}"),
+                   Cell("yes" if r["met"] else "no", bold=not r["met"])])
+    table.note = ("From the benchmark suite (python -m benchmarks, benchmarks/results/*.csv); every figure with a "
+                  "target, as measured. Step: training-step time relative to EW in one process. Evaluation: "
+                  "full-ranking evaluation relative to its bare matmul + top-k. Scale: epoch-time growth divided by "
+                  "interaction growth from the smallest to the largest synthetic scale.")
+    missed = [r for r in rows if not r["met"]]
+    reading = f"{len(rows) - len(missed)} of {len(rows)} benchmark figures meet their targets."
+    if missed:
+        reading += " Not met: " + "; ".join(f"{r['figure']} on {r['dataset']} ({r['value']:.2f}{r['unit']} against "
+                                            f"≤ {r['target']:g}{r['unit']})" for r in missed) + "."
+    return table, reading
+
+
 def cost_plot_reading(agg: pd.DataFrame, base: str, dataset: str, mem: str) -> str:
     d = agg[agg["epochs_run"] > 0].set_index("method")
     if d.empty or not base:
