@@ -212,7 +212,7 @@ def bench_scale(scales: list[float], size: str, epochs: int) -> list[dict]:
     return rows
 
 
-def child_epoch(method: str, size: str, scale: float, epochs: int, min_steps: int = 100) -> dict:
+def child_epoch(method: str, size: str, scale: float, epochs: int, min_steps: int = 500) -> dict:
     from pmtrec.train import Trainer
 
     cfg = _cfg("synthetic", f"dataset.synthetic.size={size}", f"dataset.synthetic.scale={scale}",
@@ -227,7 +227,8 @@ def child_epoch(method: str, size: str, scale: float, epochs: int, min_steps: in
     for i, fields in enumerate(batches):  # warm-up (allocator, lazy init, optimizer state)
         tr.train_step(fields, log, i)
     steps = tr.tasks[0].n_batches(tr.batch_size)
-    epochs = max(epochs, math.ceil(min_steps / steps))  # a small dataset's epoch is too short to time alone
+    # a short epoch is timed several times (median): a single 3 s epoch swung by 30% between runs
+    epochs = max(epochs, math.ceil(min_steps / steps))
     times = []
     for _ in range(epochs):
         t0 = time.perf_counter()
