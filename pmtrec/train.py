@@ -376,7 +376,7 @@ class Trainer:
                 return False
         elif flags is not None:
             flags.update(ctx.losses.detach(), self._grads_finite(row_grad), batch_no)
-        self._apply_row_grad(batch, row_grad, rows.detach())
+        self._apply_row_grad(batch, row_grad, rows)
         self.method.after_step(ctx)
         log.add(ctx, out, batch)
         self.global_step += 1
@@ -385,7 +385,7 @@ class Trainer:
     def step_context(self, batch: StepBatch) -> tuple[StepContext, Leaves]:
         """The method's view of one step: losses from per-field leaves, per-task gradients on demand."""
         user_w, item_w = self.model.user, self.model.item
-        rows = gather_rows(user_w.detach(), item_w.detach(), batch)
+        rows = gather_rows(user_w, item_w, batch)
         losses, leaves = leaf_losses(self.tasks, batch, rows)
         task_params = [list(t.parameters()) for t in self.tasks]
 
@@ -432,19 +432,19 @@ class Trainer:
         zero) gradient buffers, whose written rows are cleared again afterwards.
         """
         n_u = len(batch.user_ids)
-        parts = [("user", batch.user_ids, row_grad[:n_u]), ("item", batch.item_ids, row_grad[n_u:])]
-        if self.row_opt is not None:  # the forward gather's rows are the tables' current rows
-            current = [rows[:n_u], rows[n_u:]]
-            self.row_opt.step_rows([(ids, grad, now) for (_, ids, grad), now in zip(parts, current)])
+        parts = [("user", batch.user_ids, row_grad[:n_u], rows[:n_u]),
+                 ("item", batch.item_ids, row_grad[n_u:], rows[n_u:])]
+        if self.row_opt is not None:
+            self.row_opt.step_rows([(ids, grad, now) for _, ids, grad, now in parts])
         else:
-            for name, ids, grad in parts:
+            for name, ids, grad, _ in parts:
                 self._grad_buf[name].index_copy_(0, ids, grad)
                 self.model.table(name).grad = self._grad_buf[name]
         for opt in self.optimizers:
             if opt is not self.row_opt:
                 opt.step()
         if self.row_opt is None:  # clear only the rows written, not the whole table
-            for name, ids, _ in parts:
+            for name, ids, _, _ in parts:
                 self._grad_buf[name].index_fill_(0, ids, 0.0)
 
     # ---- non-finite losses and gradients ----------------------------------------------------
