@@ -105,26 +105,56 @@ class CoviewTask(_EdgeBPRTask):
 
 
 class CategoryTask(Task):
-    """Cross-entropy of item embeddings against learned category embeddings."""
+    """Cross-entropy of item embeddings against learned category embeddings.
+
+    Items are sampled uniformly among those with a category. An item with several categories
+    (a multi-label relation: genres, tags, category paths) has a soft target spread evenly over
+    them, so its loss is the mean of -log p(c) over its categories and it counts once, however
+    many labels it has. When every item has exactly one category this is plain cross-entropy on
+    the rows of ``item_category`` (the same samples and values as a single-label task).
+    """
 
     name = "category"
 
     def __init__(self, item_category: np.ndarray, n_categories: int, dim: int, init_std: float = 0.1,
                  generator: torch.Generator | None = None) -> None:
         super().__init__()
-        pairs = torch.as_tensor(item_category, dtype=torch.long)
-        self.register_buffer("items", pairs[:, 0].contiguous(), persistent=False)
-        self.register_buffer("labels", pairs[:, 1].contiguous(), persistent=False)
+        pairs = np.asarray(item_category, dtype=np.int64).reshape(-1, 2)
+        _, counts = np.unique(pairs[:, 0], return_counts=True)
+        self.multi_label = bool(len(counts) and counts.max() > 1)
+        if self.multi_label:  # [items, max labels] padded with label 0 at weight 0
+            pairs = pairs[np.lexsort((pairs[:, 1], pairs[:, 0]))]
+            items, starts, counts = np.unique(pairs[:, 0], return_index=True, return_counts=True)
+            width = int(counts.max())
+            slot = np.arange(len(pairs)) - np.repeat(starts, counts)
+            labels = np.zeros((len(items), width), dtype=np.int64)
+            weight = np.zeros((len(items), width), dtype=np.float32)
+            row = np.repeat(np.arange(len(items)), counts)
+            labels[row, slot] = pairs[:, 1]
+            weight[row, slot] = np.repeat(1.0 / counts, counts)
+            self.register_buffer("items", torch.as_tensor(items), persistent=False)
+            self.register_buffer("labels", torch.as_tensor(labels), persistent=False)
+            self.register_buffer("weights", torch.as_tensor(weight), persistent=False)
+        else:
+            self.register_buffer("items", torch.as_tensor(pairs[:, 0]).contiguous(), persistent=False)
+            self.register_buffer("labels", torch.as_tensor(pairs[:, 1]).contiguous(), persistent=False)
         self.category = nn.Parameter(torch.empty(n_categories, dim))
         with torch.no_grad():
             self.category.normal_(0.0, init_std, generator=generator)
 
     def sample(self, size: int, generator: torch.Generator) -> Fields:
         idx = torch.randint(len(self.items), (size,), generator=generator, device=generator.device)
-        return {"item": ("item", self.items[idx]), "label": (None, self.labels[idx])}
+        fields: Fields = {"item": ("item", self.items[idx]), "label": (None, self.labels[idx])}
+        if self.multi_label:
+            fields["weight"] = (None, self.weights[idx])
+        return fields
 
     def loss(self, rows: dict[str, torch.Tensor]) -> torch.Tensor:
-        return F.cross_entropy(rows["item"] @ self.category.T, rows["label"])
+        logits = rows["item"] @ self.category.T
+        if "weight" not in rows:
+            return F.cross_entropy(logits, rows["label"])
+        logp = F.log_softmax(logits, dim=-1).gather(1, rows["label"])
+        return -(logp * rows["weight"]).sum(-1).mean()
 
 
 TASKS = {cls.name: cls for cls in (RecTask, SocialTask, CoviewTask, CategoryTask)}
