@@ -207,6 +207,35 @@ def test_amazon_2018_metadata_json_and_plain_reviews(tmp_path):
         "0001": "PC", "0002": "Consoles"}
 
 
+def test_amazon_2018_file_names_in_the_mirror_also_buy_and_html_entities(tmp_path):
+    """2018 names (<category>_5.json.gz, meta_<category>.json.gz) are found in the mirror; also_buy
+    adds co-view links when asked; '&amp;' in a category path is decoded."""
+    d = tmp_path / "mirror" / "amazon"
+    d.mkdir(parents=True)
+    with gzip.open(d / "Books_5.json.gz", "wt") as fh:
+        fh.write("\n".join(json.dumps(r) for r in REVIEWS) + "\n")
+    meta = [{"asin": "0001", "also_view": ["0002"], "also_buy": ["0003", "0002"],
+             "category": ["Books", "Arts, Music &amp; Photography"]},
+            {"asin": "0002", "also_view": [], "category": []}]
+    with gzip.open(d / "meta_Books.json.gz", "wt") as fh:
+        fh.write("\n".join(json.dumps(m) for m in meta) + "\n")
+    base = ["dataset.source=amazon", "dataset.amazon.category=Books", f"dataset.mirror={tmp_path / 'mirror'}",
+            f"dataset.cache={tmp_path / 'cache'}"]
+    raw = load_source(load_config(overrides=base))
+    assert raw.name == "amazon-Books" and len(raw.interactions) == 3
+    assert raw.coview.values.tolist() == [["0001", "0002"]]
+    assert raw.item_category.values.tolist() == [["0001", "Arts, Music & Photography"]]  # 0002: no category
+    raw = load_source(load_config(overrides=[*base, "dataset.amazon.coview=[also_view, also_buy]"]))
+    assert raw.coview.values.tolist() == [["0001", "0002"], ["0001", "0003"], ["0001", "0002"]]
+    with pytest.raises(ConfigError, match=r"dataset\.amazon\.coview: expected a list of also_view, also_buy, "
+                                          r"got \['also_seen'\]"):
+        load_source(load_config(overrides=[*base, "dataset.amazon.coview=[also_seen]"]))
+    (d / "Books_5.json.gz").unlink()
+    with pytest.raises(DataError, match=r"dataset\.amazon\.reviews is not set and reviews_Books_5\.json\.gz / "
+                                        r"Books_5\.json\.gz is not in .*mirror/amazon or .*cache/amazon"):
+        load_source(load_config(overrides=base))
+
+
 def test_amazon_review_without_asin_names_file_and_line(tmp_path):
     cfg = write_amazon(tmp_path, [repr(m) for m in META_2014], gz=False)
     path = Path(cfg["dataset"]["amazon"]["reviews"])

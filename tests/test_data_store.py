@@ -51,8 +51,9 @@ def test_stats_files_match_dataset_stats(tiny):
     p, out, _ = tiny
     s = dataset_stats(p)
     assert set(s) == {"dataset", "users", "items", "interactions", "density", "train", "valid", "test",
-                      "social_links", "categories", "coview_links", "avg_user_degree", "avg_item_degree",
-                      "cold_users_frac"}
+                      "social_links", "categories", "category_items", "category_labels", "coview_links",
+                      "avg_user_degree", "avg_item_degree", "cold_users_frac"}
+    assert s["category_labels"] == len(p.item_category) >= s["category_items"] == len(set(p.item_category[:, 0]))
     assert s["interactions"] == s["train"] + s["valid"] + s["test"] == p.n_interactions
     assert s["social_links"] * 2 == len(p.social) and s["coview_links"] * 2 == len(p.coview)
     assert s["density"] == pytest.approx(s["interactions"] / (s["users"] * s["items"]))

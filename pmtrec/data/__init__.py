@@ -29,11 +29,17 @@ def prepare_in_memory(cfg: dict[str, Any]) -> Prepared:
     return preprocess.preprocess(load_source(cfg), cfg.get("preprocess", {}))
 
 
-def prepare_dataset(cfg: dict[str, Any], out_dir: str | os.PathLike, *, stream: TextIO | None = sys.stdout
+_STDOUT: Any = object()  # the current sys.stdout at call time (a default of sys.stdout binds the one at import)
+
+
+def prepare_dataset(cfg: dict[str, Any], out_dir: str | os.PathLike, *, stream: TextIO | None = _STDOUT
                     ) -> Prepared:
-    """load_source -> preprocess -> write_prepared; prints the statistics table to ``stream``."""
+    """load_source -> preprocess -> write_prepared; prints the statistics table to ``stream``
+    (default: standard output; None: nothing)."""
     from pmtrec.config import config_hash
 
+    if stream is _STDOUT:
+        stream = sys.stdout
     t0 = time.perf_counter()
     raw = load_source(cfg)
     t1 = time.perf_counter()

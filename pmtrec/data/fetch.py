@@ -5,8 +5,9 @@ Resolution order for a file ``<file>`` of source ``<source>``:
 1. the mirror: ``<dataset.mirror>/<source>/<file>`` (or ``$PMTREC_MIRROR`` when
    ``dataset.mirror`` is null) - a read-only shared folder, never modified;
 2. the cache: ``<dataset.cache>/<source>/<file>``;
-3. a download of ``dataset.<source>.url`` (a zip) into the cache, from which the
-   needed files are extracted.
+3. a download of ``dataset.<source>.url`` into the cache: a zip archive, from which the
+   needed files are extracted, or, when the URL ends with ``/``, a folder from which each
+   file is downloaded as ``<url><file>`` (sources published as loose files).
 
 Every file is checked against its SHA-256 from ``dataset.<source>.files`` (a null
 checksum skips the check). A cached or downloaded file with a wrong checksum is
@@ -249,6 +250,13 @@ def resolve_files(cfg: dict[str, Any], source: str, files: dict[str, str | None]
             where = f"{mirror / source} or {cache}" if mirror is not None else str(cache)
             raise DataError(f"{source}: {need[0]} not found in {where} and dataset.{source}.url is not set")
         opts = download_options(cfg)
+        if str(url).endswith("/"):  # a folder of loose files
+            for name in need:
+                download(f"{url}{name}", cache / name, retries=int(opts["retries"]),
+                         backoff_s=float(opts["backoff_s"]), timeout_s=float(opts["timeout_s"]))
+                verify(cache / name, files[name], delete=True)
+                out[name] = cache / name
+            return {name: out[name] for name in files}
         archive = cache / (Path(urllib.parse.urlparse(url).path).name or f"{source}.zip")
         if not archive.name.endswith(".zip"):
             archive = archive.with_name(archive.name + ".zip")

@@ -12,8 +12,8 @@ COLD_MAX_TRAIN = 5  # a user with <= this many training items counts as cold
 
 STATS_KEYS = (
     "dataset", "users", "items", "interactions", "density", "train", "valid", "test",
-    "social_links", "categories", "coview_links", "avg_user_degree", "avg_item_degree",
-    "cold_users_frac",
+    "social_links", "categories", "category_items", "category_labels", "coview_links", "avg_user_degree",
+    "avg_item_degree", "cold_users_frac",
 )
 
 
@@ -31,6 +31,9 @@ def dataset_stats(p: Prepared) -> dict[str, Any]:
         "test": int(len(p.test)),
         "social_links": int(len(p.social) // 2) if p.social is not None else 0,
         "categories": int(p.n_categories),
+        # items with a category, and (item, category) rows: more rows than items = multi-label
+        "category_items": int(len(np.unique(p.item_category[:, 0]))) if p.item_category is not None else 0,
+        "category_labels": int(len(p.item_category)) if p.item_category is not None else 0,
         "coview_links": int(len(p.coview) // 2) if p.coview is not None else 0,
         "avg_user_degree": float(n / p.n_users) if p.n_users else 0.0,
         "avg_item_degree": float(n / p.n_items) if p.n_items else 0.0,

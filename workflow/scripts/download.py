@@ -24,14 +24,7 @@ try:
     elif source == "amazon":  # user-provided paths or URLs, else the mirror/cache file names
         from pmtrec.data.sources import amazon
 
-        category = section.get("category") or "Video_Games"
-        paths = {}
-        for key, default in (("reviews", f"reviews_{category}_5.json.gz"), ("meta", f"meta_{category}.json.gz")):
-            value = section.get(key)
-            if value is False:
-                continue
-            paths[key] = (fetch.resolve_path_or_url(cfg, source, str(value), key) if value
-                          else amazon._default(cfg, default, key))
+        paths = amazon.source_paths(cfg)
     elif source == "custom":
         paths = {key: fetch.resolve_path_or_url(cfg, source, str(value), key)
                  for key, value in section.items() if key != "name" and value}

@@ -67,6 +67,6 @@ def load_source(cfg: dict[str, Any]) -> RawFrames:
 
 
 # Built-in sources register themselves on import.
-from pmtrec.data.sources import amazon, ciao, custom, epinions, synthetic  # noqa: E402,F401
+from pmtrec.data.sources import amazon, amazon_hin, ciao, custom, epinions, lastfm, synthetic  # noqa: E402,F401
 
 __all__ = ["SOURCES", "load_source", "register", "RawFrames"]

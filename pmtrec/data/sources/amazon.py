@@ -6,14 +6,17 @@ Reviews: JSON lines (``.json`` or ``.json.gz``) with keys ``reviewerID``, ``asin
 Metadata: one product per line, either the 2014 format (a Python dict literal,
 parsed with :func:`ast.literal_eval`; keys ``asin``, ``related.also_viewed``,
 ``categories`` = list of category paths) or the 2018 format (JSON; keys ``asin``,
-``also_view``, ``category`` = one category path). ``also_viewed``/``also_view``
-becomes the co-view relation; the item's category is the most specific (last)
-entry of its first category path.
+``also_view``, ``also_buy``, ``category`` = one category path). The lists named by
+``dataset.amazon.coview`` (default ``[also_view]``; ``also_buy`` may be added) become the
+co-view relation (2014's ``related.also_viewed`` / ``also_bought`` are read for them); the
+item's category is the most specific (last) entry of its first category path, with HTML
+entities decoded (2018 writes ``Arts, Music &amp; Photography``).
 
 Config: ``dataset.amazon.reviews`` / ``dataset.amazon.meta`` are paths or URLs.
-When null, ``reviews_<category>_5.json.gz`` / ``meta_<category>.json.gz`` are
-looked up in ``<mirror>/amazon/`` then ``<cache>/amazon/``. The metadata is
-optional only when ``meta`` is explicitly ``false``.
+When null, the 5-core reviews ``reviews_<category>_5.json.gz`` (2014 name) or
+``<category>_5.json.gz`` (2018 name) and ``meta_<category>.json.gz`` are looked up in
+``<mirror>/amazon/`` then ``<cache>/amazon/``. The metadata is optional only when
+``meta`` is explicitly ``false``.
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ from __future__ import annotations
 import ast
 import bz2
 import gzip
+import html
 import io
 import json
 import lzma
@@ -32,9 +36,11 @@ import pandas as pd
 from pmtrec.data.fetch import cache_dir, mirror_dir, resolve_path_or_url
 from pmtrec.data.frames import RawFrames
 from pmtrec.data.sources import register
-from pmtrec.errors import DataError
+from pmtrec.errors import ConfigError, DataError
 
 REVIEW_KEYS = ("reviewerID", "asin", "overall", "unixReviewTime")
+# co-view list name -> its key in the 2018 records and in the 2014 records' ``related``
+COVIEW_LISTS = {"also_view": ("also_view", "also_viewed"), "also_buy": ("also_buy", "also_bought")}
 
 
 def _open_text(path: Path) -> IO[str]:
@@ -98,8 +104,9 @@ def read_reviews(path: Path) -> pd.DataFrame:
     return df
 
 
-def read_meta(path: Path) -> tuple[pd.DataFrame | None, pd.DataFrame | None]:
+def read_meta(path: Path, coview: tuple[str, ...] = ("also_view",)) -> tuple[pd.DataFrame | None, pd.DataFrame | None]:
     cat_items, cats, co_a, co_b = [], [], [], []
+    keys = [COVIEW_LISTS[name] for name in coview]
     for lineno, line in _lines(path):
         rec = _parse_record(path, lineno, line)
         asin = rec.get("asin")
@@ -107,10 +114,13 @@ def read_meta(path: Path) -> tuple[pd.DataFrame | None, pd.DataFrame | None]:
             raise DataError(f"{path}: line {lineno} lacks key 'asin'")
         asin = str(asin)
         related = rec.get("related") if isinstance(rec.get("related"), dict) else {}
-        also = related.get("also_viewed") or rec.get("also_view") or []
-        for other in also:
-            co_a.append(asin)
-            co_b.append(str(other))
+        for key_2018, key_2014 in keys:
+            also = related.get(key_2014) or rec.get(key_2018) or []
+            if not isinstance(also, list):
+                raise DataError(f"{path}: line {lineno}: {key_2018} must be a list of asins")
+            for other in also:
+                co_a.append(asin)
+                co_b.append(str(other))
         leaf = None
         if isinstance(rec.get("categories"), list) and rec["categories"]:  # 2014: list of paths
             first = rec["categories"][0]
@@ -120,37 +130,65 @@ def read_meta(path: Path) -> tuple[pd.DataFrame | None, pd.DataFrame | None]:
                 leaf = first
         elif isinstance(rec.get("category"), list) and rec["category"]:  # 2018: one path
             leaf = rec["category"][-1]
-        if leaf is not None and str(leaf).strip():
+        leaf = html.unescape(str(leaf)).strip() if leaf is not None else ""
+        if leaf:
             cat_items.append(asin)
-            cats.append(str(leaf).strip())
+            cats.append(leaf)
     item_category = pd.DataFrame({"item": cat_items, "category": cats}, dtype=str) if cat_items else None
     coview = pd.DataFrame({"item": co_a, "other": co_b}, dtype=str) if co_a else None
     return item_category, coview
 
 
-def _default(cfg: dict[str, Any], name: str, key: str) -> Path:
+def review_names(category: str) -> tuple[str, ...]:
+    """File names of a category's 5-core reviews: the 2014 release's, then the 2018 release's."""
+    return (f"reviews_{category}_5.json.gz", f"{category}_5.json.gz")
+
+
+def default_path(cfg: dict[str, Any], names: tuple[str, ...], key: str) -> Path:
+    """The first of ``names`` (or its uncompressed twin) in ``<mirror>/amazon/``, then ``<cache>/amazon/``."""
     mirror = mirror_dir(cfg)
-    for base in ([mirror] if mirror is not None else []) + [cache_dir(cfg)]:
-        for candidate in (name, name.removesuffix(".gz")):
-            if (base / "amazon" / candidate).is_file():
-                return base / "amazon" / candidate
+    bases = ([mirror] if mirror is not None else []) + [cache_dir(cfg)]
+    for base in bases:
+        for name in names:
+            for candidate in (name, name.removesuffix(".gz")):
+                if (base / "amazon" / candidate).is_file():
+                    return base / "amazon" / candidate
     hint = " (or set it to false to go without metadata)" if key == "meta" else ""
-    raise DataError(f"dataset.amazon.{key} is not set and {name} is not in the mirror or cache{hint}")
+    where = " or ".join(str(b / "amazon") for b in bases)
+    raise DataError(f"dataset.amazon.{key} is not set and {' / '.join(names)} is not in {where}{hint}")
+
+
+def source_paths(cfg: dict[str, Any]) -> dict[str, Path]:
+    """The review file and (unless ``meta: false``) the metadata file of the configured slice."""
+    acfg = cfg.get("dataset", {}).get("amazon") or {}
+    category = acfg.get("category") or "Video_Games"
+    paths = {}
+    for key, names in (("reviews", review_names(category)), ("meta", (f"meta_{category}.json.gz",))):
+        value = acfg.get(key)
+        if value is False and key == "meta":
+            continue
+        paths[key] = (resolve_path_or_url(cfg, "amazon", str(value), key) if value
+                      else default_path(cfg, names, key))
+    return paths
+
+
+def _coview_lists(acfg: dict[str, Any]) -> tuple[str, ...]:
+    value = acfg.get("coview", ["also_view"])
+    value = [value] if isinstance(value, str) else value
+    if not isinstance(value, list) or any(v not in COVIEW_LISTS for v in value):
+        raise ConfigError(f"dataset.amazon.coview: expected a list of {', '.join(COVIEW_LISTS)}, got {value!r}")
+    return tuple(value)
 
 
 @register("amazon")
 def load(cfg: dict[str, Any]) -> RawFrames:
     acfg = cfg.get("dataset", {}).get("amazon") or {}
     category = acfg.get("category") or "Video_Games"
-    reviews = acfg.get("reviews")
-    meta = acfg.get("meta")
-    rpath = (resolve_path_or_url(cfg, "amazon", str(reviews), "reviews") if reviews
-             else _default(cfg, f"reviews_{category}_5.json.gz", "reviews"))
-    interactions = read_reviews(rpath)
+    coview_lists = _coview_lists(acfg)
+    paths = source_paths(cfg)
+    interactions = read_reviews(paths["reviews"])
     item_category = coview = None
-    if meta is not False:
-        mpath = (resolve_path_or_url(cfg, "amazon", str(meta), "meta") if meta
-                 else _default(cfg, f"meta_{category}.json.gz", "meta"))
-        item_category, coview = read_meta(mpath)
+    if "meta" in paths:
+        item_category, coview = read_meta(paths["meta"], coview_lists)
     return RawFrames(name=f"amazon-{category}", interactions=interactions, social=None,
                      item_category=item_category, coview=coview)
