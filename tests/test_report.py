@@ -299,3 +299,20 @@ def test_efficiency_section_has_the_bench_targets_table(sections):
     # the fixture's suite CSV: every PMTRec step under 1.5x, the scale slope 1.4x against 1.2x
     assert tables["bench-targets"]["reading"].endswith("Not met: scale: ew:slope_vs_linear on synthetic "
                                                        "(1.40× against ≤ 1.2×).")
+
+
+def test_dataset_table_shows_labelled_items_and_cold_users_and_names_only_relations_present():
+    import pandas as pd
+
+    from pmtrec.report.datasets import stats_table
+
+    stats = pd.DataFrame([
+        {"dataset": "a", "users": 10, "items": 20, "interactions": 50, "density": 0.25, "social_links": 0,
+         "categories": 3, "category_items": 15, "coview_links": 7, "cold_users_frac": 0.125},
+        {"dataset": "b", "users": 4, "items": 5, "interactions": 8, "density": 0.4, "social_links": 6,
+         "categories": 0, "category_items": 0, "coview_links": 0, "cold_users_frac": 0.0}])
+    table, reading = stats_table(stats, ["a", "b"])
+    assert table.columns[-3:] == ["Items with a category", "Co-view links", "Cold users"]
+    assert [row[-1].text for row in table.rows] == ["12.5%", "0.0%"]
+    assert "a has 10 users" in reading and "draw on 3 categories, 7 co-view links" in reading
+    assert "b has 4 users" in reading and "draw on 6 social links." in reading and "0 social" not in reading

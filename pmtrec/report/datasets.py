@@ -12,7 +12,9 @@ from pmtrec.report.data import ReportError, degrees
 from pmtrec.report.tables import Cell, Table, fmt_int
 
 COLUMNS = [("users", "Users"), ("items", "Items"), ("interactions", "Interactions"), ("density", "Density"),
-           ("social_links", "Social links"), ("categories", "Categories"), ("coview_links", "Co-view links")]
+           ("social_links", "Social links"), ("categories", "Categories"), ("category_items", "Items with a category"),
+           ("coview_links", "Co-view links"), ("cold_users_frac", "Cold users")]
+PERCENT = {"density": 3, "cold_users_frac": 1}  # shown as percentages, with these decimals
 DATASET_COLORS = ("#0072B2", "#E69F00", "#009E73", "#CC79A7", "#56B4E9", "#D55E00", "#F0E442", "#000000")
 
 
@@ -23,10 +25,11 @@ def stats_table(stats: pd.DataFrame, datasets: list[str]) -> tuple[Table, str]:
     for d, r in s.iterrows():
         cells = [Cell(str(d))]
         for k, _ in cols:
-            cells.append(Cell(f"{r[k] * 100:.3f}%" if k == "density" else fmt_int(r[k])))
+            cells.append(Cell(f"{r[k] * 100:.{PERCENT[k]}f}%" if k in PERCENT else fmt_int(r[k])))
         table.add(cells)
     table.note = ("After preprocessing (k-core filtering, implicit feedback). Density = interactions / (users × "
-                  "items); social and co-view links are undirected; categories = distinct item categories.")
+                  "items); social and co-view links are undirected; categories = distinct item categories (an item may "
+                  "have several); cold users have at most 5 training interactions.")
     return table, stats_reading(s, [k for k, _ in cols])
 
 
@@ -39,7 +42,7 @@ def stats_reading(s: pd.DataFrame, cols: list[str]) -> str:
         aux = [f"{fmt_int(r[k])} {lab}" for k, lab in (("social_links", "social links"),
                                                        ("categories", "categories"),
                                                        ("coview_links", "co-view links"))
-               if k in cols and not pd.isna(r[k])]
+               if k in cols and not pd.isna(r[k]) and r[k] > 0]  # a relation the dataset lacks is not named
         if aux:
             text += "; its auxiliary tasks draw on " + ", ".join(aux)
         parts.append(text)

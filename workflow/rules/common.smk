@@ -50,7 +50,7 @@ WORKFLOW_KEYS = {
 }
 # Keys that only locate files: not passed to training (moving the mirror reruns nothing).
 LOCATION_KEYS = ("dataset.mirror", "dataset.cache")
-SOURCES_WITH_FILES = {"ciao", "epinions", "amazon", "custom"}
+SOURCES_WITH_FILES = {"ciao", "epinions", "amazon-hin", "lastfm", "amazon", "custom"}
 DEFAULT_RESOURCES = {
     "download": {"threads": 1, "mem_mb": 2000, "runtime": 60, "gpu": 0},
     "prepare": {"threads": 1, "mem_mb": 8000, "runtime": 60, "gpu": 0},
