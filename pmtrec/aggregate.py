@@ -35,6 +35,10 @@ ablation.csv        PMTRec and its variants: split, metric, mean, std, n, delta 
                     delta against the full model (the main ``pmtrec`` runs on the same seeds)
 dataset_stats.csv   one row per dataset: the prepared dataset's statistics (stats.json)
 tuning.csv          tuning runs: dataset, method, setting, values, the selection metric, selected
+probes.csv          linear probes of the main runs' embeddings (pmtrec.analysis): dataset, method,
+                    seed, probe, baseline (embeddings | permuted), metric, group, fold, value
+embedding_maps.csv  2-D item maps per dataset: dataset, method, kind (pca | tsne), item, x, y,
+                    category
 ==================  ===========================================================================
 """
 
@@ -62,7 +66,7 @@ __all__ = [
 ]
 
 TABLES = ("runs", "summary", "significance", "groups", "curves", "row_weights", "cosines", "efficiency",
-          "sensitivity", "ablation", "dataset_stats", "tuning")
+          "sensitivity", "ablation", "dataset_stats", "tuning", "probes", "embedding_maps")
 KINDS = ("main", "tune", "ablation", "sensitivity")
 SPLITS = ("valid", "test")
 _METRIC = re.compile(r"^(recall|ndcg|precision|hit)@(\d+)$")
@@ -432,8 +436,13 @@ def tuning_table(runs: list[tuple[dict, dict]], metric: str = "ndcg@20") -> pd.D
 def aggregate(entries: Sequence[Mapping[str, Any]], datasets: Mapping[str, str | Path] | None = None, *,
               reference: str = "pmtrec", exclude: Iterable[str] = ("mostpop",), select_metric: str = "ndcg@20",
               wilcoxon_min_n: int = 6, tune_metric: str = "ndcg@20",
-              results: Mapping[str, dict] | None = None) -> dict[str, pd.DataFrame]:
-    """Build every table (see the module docstring). ``results`` (path -> dict) skips the reading."""
+              results: Mapping[str, dict] | None = None, probes: Sequence[str | Path | Mapping] = (),
+              maps: Mapping[str, str | Path] | None = None) -> dict[str, pd.DataFrame]:
+    """Build every table (see the module docstring). ``results`` (path -> dict) skips the reading;
+    ``probes`` (probe JSONs, or entries labelling them) and ``maps`` (dataset -> map CSV) are the
+    embedding analysis's files (:mod:`pmtrec.analysis.tables`)."""
+    from pmtrec.analysis.tables import maps_table, probes_table
+
     runs = []
     for entry in entries:
         if entry["kind"] not in KINDS:
@@ -458,6 +467,8 @@ def aggregate(entries: Sequence[Mapping[str, Any]], datasets: Mapping[str, str |
         "ablation": ablation_table(runs_df, reference),
         "dataset_stats": dataset_stats_table(datasets or {}),
         "tuning": tuning_table(runs, tune_metric),
+        "probes": probes_table(probes),
+        "embedding_maps": maps_table(maps or {}),
     }
 
 

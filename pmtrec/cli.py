@@ -1,4 +1,4 @@
-"""Command line: ``pmtrec prepare``, ``pmtrec train``, ``pmtrec methods``, ``pmtrec config``.
+"""Command line: pmtrec prepare, train, probe, embedding-map, methods and config.
 
 Every user-facing error is one line on stderr and a non-zero exit status: 2 for a bad
 input, configuration or file (``pmtrec: error: ...``), 1 for an unexpected internal error
@@ -17,7 +17,7 @@ import threading
 from pathlib import Path
 
 from pmtrec import __version__
-from pmtrec.errors import PmtrecError
+from pmtrec.errors import ConfigError, PmtrecError
 
 EPILOG = ("Configuration: the packaged defaults (pmtrec config --show), then --config FILE, then each --set "
           "key.path=value in order. Keys are documented in config/README.md.")
@@ -57,6 +57,27 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--checkpoint", metavar="FILE",
                    help="checkpoint written every epoch; an existing one of the same config is resumed")
     p.add_argument("--quiet", "-q", action="store_true", help="no progress bars or per-epoch lines (a resume from --checkpoint is still said)")
+    p.add_argument("--embeddings", metavar="FILE",
+                   help="also save the best-epoch user and item tables here (.npz, float16; for `pmtrec probe` "
+                        "and `pmtrec embedding-map`), named with its hash in the result")
+
+    p = sub.add_parser("probe", help="linear probes of a run's saved embeddings (category, social link, activity)",
+                       description="Fit logistic-regression probes on held-out folds to the embeddings a result "
+                                   "JSON saved (--embeddings), and on their row permutation (chance level).")
+    p.add_argument("--result", "-r", required=True, metavar="FILE", help="result JSON of a run with embeddings")
+    p.add_argument("--data", "-d", required=True, metavar="DIR", help="the run's prepared dataset folder")
+    p.add_argument("--folds", type=int, default=5, help="stratified folds (default: 5)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the folds, samples and permutation (default: 0)")
+    p.add_argument("--out", "-o", required=True, metavar="FILE", help="probe results JSON (written atomically)")
+
+    p = sub.add_parser("embedding-map", help="2-D maps (PCA, t-SNE) of several runs' item embeddings",
+                       description="Project the same sample of items of each run to 2-D and write the "
+                                   "coordinates with each item's category as CSV.")
+    p.add_argument("--result", "-r", required=True, nargs="+", metavar="FILE", help="result JSONs (one dataset)")
+    p.add_argument("--data", "-d", required=True, metavar="DIR", help="their prepared dataset folder")
+    p.add_argument("--items", type=int, default=2000, help="items drawn for the maps (default: 2000)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the item sample and of t-SNE (default: 0)")
+    p.add_argument("--out", "-o", required=True, metavar="FILE", help="coordinates CSV (written atomically)")
 
     sub.add_parser("methods", help="list the available methods and variants")
     p = sub.add_parser("config", help="print the resolved configuration as YAML")
@@ -96,13 +117,47 @@ def cmd_train(args) -> int:
     cfg = _resolve(args)
     data = read_prepared(args.data) if args.data else prepare_in_memory(cfg)
     log = (lambda *_: None) if args.quiet else print
-    result = train(cfg, data, checkpoint=args.checkpoint, log=log, notice=print)  # a resume is said even with -q
+    result = train(cfg, data, checkpoint=args.checkpoint, log=log, notice=print,  # a resume is said even with -q
+                   embeddings=args.embeddings)
     if args.out:
         write_json(args.out, result)
     t = result["test"]["overall"]
     print(f"{result['method']} on {result['dataset']} (seed {result['seed']}): best epoch {result['best_epoch']}, "
           f"test recall@20={t['recall@20']:.4f} ndcg@20={t['ndcg@20']:.4f}, "
           f"{result['epoch_time_s']:.2f}s/epoch" + (f" -> {args.out}" if args.out else ""))
+    return 0
+
+
+def cmd_probe(args) -> int:
+    from pmtrec.analysis.runs import probe_run
+    from pmtrec.data import read_prepared
+    from pmtrec.io import write_json
+
+    if args.folds < 2:
+        raise ConfigError(f"--folds: expected an integer >= 2, got {args.folds}")
+    record = probe_run(args.result, read_prepared(args.data), folds=args.folds, seed=args.seed)
+    write_json(args.out, record)
+    rows = [r for r in record["rows"] if r["group"] == "all"]
+    summary = {}
+    for r in rows:
+        summary.setdefault((r["probe"], r["metric"], r["baseline"]), []).append(r["value"])
+    for (probe, metric, baseline), values in sorted(summary.items()):
+        if baseline == "embeddings":
+            chance = summary.get((probe, metric, "permuted"), [float("nan")])
+            print(f"{probe:8s} {metric:9s} {sum(values) / len(values):.4f} (permuted {sum(chance) / len(chance):.4f})")
+    print(f"probes of {record['method']} on {record['dataset']} (seed {record['seed']}) -> {args.out}")
+    return 0
+
+
+def cmd_embedding_map(args) -> int:
+    from pmtrec.analysis.runs import map_runs
+    from pmtrec.data import read_prepared
+    from pmtrec.io import atomic_path
+
+    frame = map_runs(args.result, read_prepared(args.data), size=args.items, seed=args.seed)
+    with atomic_path(args.out) as tmp:
+        frame.to_csv(tmp, index=False)
+    print(f"maps of {frame['method'].nunique()} runs ({frame['item'].nunique()} items) -> {args.out}")
     return 0
 
 
@@ -142,7 +197,8 @@ def _one_line(text: str) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    handler = {"prepare": cmd_prepare, "train": cmd_train, "methods": cmd_methods, "config": cmd_config}
+    handler = {"prepare": cmd_prepare, "train": cmd_train, "probe": cmd_probe, "embedding-map": cmd_embedding_map,
+               "methods": cmd_methods, "config": cmd_config}
     previous = None
     if threading.current_thread() is threading.main_thread():
         previous = signal.signal(signal.SIGTERM, _on_sigterm)

@@ -760,11 +760,20 @@ def run_mostpop(cfg: dict, data) -> dict:
                          wall_time=time.perf_counter() - t0)
 
 
-def train(cfg: dict, data, checkpoint: str | Path | None = None, log=print, notice=None) -> dict:
+def train(cfg: dict, data, checkpoint: str | Path | None = None, log=print, notice=None,
+          embeddings: str | Path | None = None) -> dict:
     """Train (or, for ``mostpop``, just rank) and return the result record.
 
     ``log`` gets the per-epoch lines; ``notice`` (default: ``log``) the one-off ones, e.g. a resume.
+    ``embeddings``: a path for the best-epoch tables (:mod:`pmtrec.embeddings`), recorded in the
+    result; MostPop has none.
     """
     if cfg["train"]["method"] == "mostpop":
         return run_mostpop(cfg, data)
-    return Trainer(cfg, data).fit(checkpoint=checkpoint, log=log, notice=notice)
+    trainer = Trainer(cfg, data)
+    result = trainer.fit(checkpoint=checkpoint, log=log, notice=notice)
+    if embeddings is not None:  # fit() leaves the best epoch's tables in the model
+        from pmtrec.embeddings import write_embeddings
+
+        result["embeddings"] = write_embeddings(embeddings, trainer.model.user, trainer.model.item)
+    return result

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import ast
 import itertools
+import json
 import os
 import re
 import shutil
@@ -24,7 +25,7 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]
 SNAKEMAKE = Path(sys.executable).parent / "snakemake"
 COPIED = ["workflow", "config", "notebooks", "profiles", ".test"]
-NOTEBOOKS = 7
+NOTEBOOKS = 8
 
 pytestmark = pytest.mark.skipif(not SNAKEMAKE.exists(), reason="snakemake is not installed (pip install -e .[workflow])")
 
@@ -86,6 +87,8 @@ def expected_jobs(cfg: dict) -> Counter:
     D = list(cfg["datasets"])
     methods, seeds = cfg["methods"], cfg["seeds"]
     abl, sens = cfg.get("ablation") or {}, cfg.get("sensitivity") or {}
+    analysis = cfg.get("analysis") or {}
+    embedded = [m for m in methods if m != "mostpop"]  # every dataset here has categories to map
     variants = abl.get("variants") or []
     dim, dim_methods = sens.get("dim") or [], sens.get("dim_methods", ["pmtrec"])
     used = set(methods) | ({"pmtrec"} if variants else set()) | (set(dim_methods) if dim else set())
@@ -98,7 +101,11 @@ def expected_jobs(cfg: dict) -> Counter:
     jobs = Counter({
         "download": sum(e["source"] != "synthetic" for e in cfg["datasets"].values()),
         "prepare": len(D),
-        "train": len(D) * len(methods) * len(seeds),
+        "train": len(D) * len(embedded) * len(seeds),
+        "train_without_embeddings": len(D) * (len(methods) - len(embedded)) * len(seeds),
+        "probe": len(D) * len(embedded) * len(seeds) if analysis.get("probes", True) else 0,
+        "embedding_map": len(D) if (analysis.get("map_methods") is None and embedded) or analysis.get("map_methods")
+        else 0,
         "tune": len(D) * sum(size(g) for g in grids.values()),
         "select_setting": len(D) * len(grids),
         "ablation": len(abl.get("datasets") or D) * len(variants) * len(abl.get("seeds") or seeds),
@@ -116,7 +123,7 @@ def test_dry_run_lists_every_job(repo, configfile):
     stats = job_stats(res.stdout)
     assert stats == expected_jobs(cfg)
     if configfile == "config/paper.yaml":
-        assert stats["train"] == 4 * 20 * 5 and stats["ablation"] == 4 * 6 * 5  # ciao, epinions, amazon-hin, lastfm
+        assert stats["train"] == 4 * 19 * 5 and stats["ablation"] == 4 * 6 * 5  # ciao, epinions, amazon-hin, lastfm
         print(f"paper.yaml: {sum(stats.values())} jobs: {dict(stats)}")
 
 
@@ -151,6 +158,10 @@ BAD = [
      "method_params.pmtrec.focus", "ablation"),
     ("bad grid key", lambda c: _edit(c, "tune.grids.uw", {"train.lrr": [0.1, 0.2]}), "tune.grids.uw.train.lrr",
      "unknown run-config key"),
+    ("run setting of the wrong type", lambda c: _edit(c, "run.train.on_nonfinite", 5), "run.train.on_nonfinite",
+     "expected a string, got 5"),
+    ("map method without embeddings", lambda c: _edit(c, "analysis.map_methods", ["ew", "mostpop"]),
+     "analysis.map_methods[1]", "not a main method with embeddings"),
 ]
 
 
@@ -189,22 +200,22 @@ def test_slurm_profile_submits_training_to_the_gpu_partition(repo):
     # --cores: a dry run otherwise assumes 1 core and caps every job's threads at 1.
     res = smk(repo, "all", "--profile", "profiles/slurm", "-n", "-p", "--cores", "64")
     assert res.returncode == 0, res.stderr[-3000:]
-    jobs = {(b["rule"], b["output"]): b for b in job_blocks(res.stdout)}
+    jobs = {(b["rule"], b["output"].split(",")[0].strip()): b for b in job_blocks(res.stdout)}
     train = jobs[("train", targets[0])]
+    assert train["output"].split(",")[1].strip() == targets[0].replace(".json", ".emb.npz")
     r = train["resources"]
     assert r["slurm_partition"] == "gpu" and r["gpu"] == "1" and r["cpus_per_gpu"] == "4"
     assert r["mem_mb"] == "16000" and r["runtime"] == "240"
     assert "--threads 4" in train["shell"] and "--device auto" in train["shell"]
     assert "python -m pmtrec.gpu_slots -- pmtrec train" in train["shell"]
-    pop = jobs[("train", targets[1])]["resources"]
+    pop = jobs[("train_without_embeddings", targets[1])]["resources"]
     assert pop["slurm_partition"] == "cpu" and pop["gpu"] == "0"
     prepare = next(b for b in jobs.values() if b["rule"] == "prepare")["resources"]
     assert prepare["slurm_partition"] == "cpu" and prepare["mem_mb"] == "16000" and "gpu" not in prepare
     agg = next(b for b in jobs.values() if b["rule"] == "aggregate")["resources"]
     assert agg["slurm_partition"] == "cpu" and "gpu" not in agg
     for block in jobs.values():  # every other training job: GPU partition, one GPU
-        if block["rule"] in ("tune", "ablation", "sensitivity") or (block["rule"] == "train"
-                                                                    and "/mostpop/" not in block["output"]):
+        if block["rule"] in ("train", "tune", "ablation", "sensitivity"):
             assert block["resources"]["slurm_partition"] == "gpu" and block["resources"]["gpu"] == "1", block
 
     # The sbatch command line the SLURM plugin builds from these resources.
@@ -264,6 +275,13 @@ def test_ci_config_end_to_end_then_nothing_then_only_the_changed_method(tmp_path
     eff = pd.read_csv(tables / "efficiency.csv")
     assert eff["bench_s"].notna().all() and (eff["bench_s"] > 0).all()
     assert not pd.read_csv(tables / "row_weights.csv").empty and not pd.read_csv(tables / "cosines.csv").empty
+    probes = pd.read_csv(tables / "probes.csv")
+    assert set(probes["method"]) == {"ew", "pmtrec"} and set(probes["seed"]) == {0, 1}
+    assert set(probes["probe"]) == {"category", "link", "activity"}
+    maps = pd.read_csv(tables / "embedding_maps.csv")
+    assert set(maps["method"]) == {"ew", "pmtrec"} and set(maps["kind"]) == {"pca", "tsne"}
+    section = json.loads((repo / "results/report/08_embeddings/section.json").read_text())
+    assert [i["kind"] for i in section["items"]] == ["table", "figure", "figure", "figure"]
     selected = yaml.safe_load((repo / "results/tune/tiny/pmtrec/selected.yaml").read_text())
     assert selected["train"]["method_params"]["focus_max"] in (0.25, 0.5)
 
@@ -277,6 +295,7 @@ def test_ci_config_end_to_end_then_nothing_then_only_the_changed_method(tmp_path
     res = smk(repo, "-n", "-p", "all", "--configfile", cfgfile)
     assert res.returncode == 0, res.stderr[-3000:]
     assert job_stats(res.stdout) == Counter({"tune": 2, "select_setting": 1, "train": 2, "ablation": 1,
+                                             "probe": 2, "embedding_map": 1,
                                              "aggregate": 1, "notebook": NOTEBOOKS, "report": 1, "all": 1})
     runs = [o for rule, o in planned(res.stdout) if rule in ("train", "tune", "ablation", "sensitivity")]
     assert runs and all("/pmtrec" in o for o in runs), runs
@@ -286,6 +305,6 @@ def test_ci_config_end_to_end_then_nothing_then_only_the_changed_method(tmp_path
     (repo / cfgfile).write_text(yaml.safe_dump(cfg))
     res = smk(repo, "-n", "-p", "all", "--configfile", cfgfile)
     assert res.returncode == 0, res.stderr[-3000:]
-    runs = sorted(o for rule, o in planned(res.stdout) if rule in ("train", "tune", "ablation", "sensitivity"))
+    runs = sorted(o.split(",")[0] for rule, o in planned(res.stdout) if rule in ("train", "tune", "ablation", "sensitivity"))
     assert runs == ["results/runs/tiny/ew/seed0.json", "results/runs/tiny/ew/seed1.json",
                     "results/sensitivity/tiny/ew/model.dim=8/seed0.json"]

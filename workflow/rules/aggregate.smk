@@ -1,5 +1,6 @@
 # Stage 6: aggregate. Every result JSON (validated against pmtrec/schemas/result.schema.json),
-# the Snakemake benchmark files and the dataset statistics -> tidy CSV tables in results/tables/
+# the Snakemake benchmark files, the dataset statistics and the embedding analysis's probes and
+# maps -> tidy CSV tables in results/tables/
 # (pmtrec.aggregate; the columns are documented in config/README.md).
 
 ENTRIES = STUDY.result_entries()
@@ -12,6 +13,8 @@ rule aggregate:
         results=[e["path"] for e in ENTRIES],
         benchmarks=[e["benchmark"] for e in ENTRIES],
         data=[prepared_dir(d) for d in STUDY.datasets],
+        probes=[e["path"] for e in STUDY.probe_entries()],
+        maps=list(STUDY.maps().values()),
     output:
         expand(f"{TABLES}/{{name}}.csv", name=TABLE_NAMES),
     log:
@@ -19,6 +22,8 @@ rule aggregate:
     params:
         entries=canon(ENTRIES),
         datasets={d: prepared_dir(d) for d in STUDY.datasets},
+        maps=STUDY.maps(),
+        probes=STUDY.probe_entries(),
         significance=canon(config["significance"]),
         tune_metric=config["tune"]["metric"],
         outdir=lambda wildcards, output: os.path.dirname(output[0]),

@@ -28,9 +28,11 @@ BENCH = "benchmarks/runs"
 TABLES = f"{RESULTS}/tables"
 REPORT_PDF = "reports/pmtrec_report.pdf"
 NOTEBOOKS = ["01_datasets", "02_main_comparison", "03_ablation", "04_personalization",
-             "05_training_dynamics", "06_sensitivity", "07_efficiency"]
+             "05_training_dynamics", "06_sensitivity", "07_efficiency", "08_embeddings"]
 TABLE_NAMES = ["runs", "summary", "significance", "groups", "curves", "row_weights", "cosines",
-               "efficiency", "sensitivity", "ablation", "dataset_stats", "tuning"]
+               "efficiency", "sensitivity", "ablation", "dataset_stats", "tuning", "probes", "embedding_maps"]
+# Methods without embedding tables (no probes, no maps, no --embeddings).
+NO_EMBEDDINGS = {"mostpop"}
 
 # The ablation switches of PMTRec (pmtrec/methods/pmtrec.py, register_variant): the variants set
 # them, so PMTRec's own params and grid must leave them alone (tests check this list against the
@@ -57,6 +59,7 @@ DEFAULT_RESOURCES = {
     "train": {"threads": 1, "mem_mb": 4000, "runtime": 120, "gpu": 1},
     "aggregate": {"threads": 1, "mem_mb": 4000, "runtime": 30, "gpu": 0},
     "notebook": {"threads": 1, "mem_mb": 4000, "runtime": 30, "gpu": 0},
+    "analysis": {"threads": 1, "mem_mb": 4000, "runtime": 30, "gpu": 0},
 }
 
 
@@ -179,10 +182,8 @@ def check_config(cfg):
     from pmtrec.config import defaults, merge, parse_override
     from pmtrec.errors import ConfigError
 
-    try:
-        from pmtrec.cli import check_run_config as check_types
-    except ImportError:  # an older library: pmtrec checks the types when the job runs
-        check_types = None
+    from pmtrec.config import check_run_config as check_types
+
     base = defaults()
     datasets = cfg["datasets"]
 
@@ -199,14 +200,13 @@ def check_config(cfg):
                 config_error(f"{where}.{unknown.group(1)}", "unknown key (not a pmtrec run-config key; "
                                                             "see pmtrec/defaults.yaml and config/README.md)")
             config_error(where, str(exc))
-        if check_types is not None:  # the types `pmtrec train` itself checks, now rather than in a job
-            try:
-                check_types(merged)
-            except ConfigError as exc:
-                bad = re.match(r"([\w.]+): (.*)", str(exc))
-                if bad:
-                    config_error(f"{where}.{bad.group(1)}", bad.group(2))
-                config_error(where, str(exc))
+        try:  # the types `pmtrec train` itself checks, now rather than in a job
+            check_types(merged)
+        except ConfigError as exc:
+            bad = re.match(r"([\w.-]+): (.*)", str(exc))
+            if bad:
+                config_error(f"{where}.{bad.group(1)}", bad.group(2))
+            config_error(where, str(exc))
 
     check_run(cfg["run"], "run")
     for name, entry in datasets.items():
@@ -232,6 +232,10 @@ def check_config(cfg):
                 check_dotted(key, f"method_params.{method}")
             elif method == VARIANT_BASE and key in ABLATION_SWITCHES:
                 config_error(f"method_params.{method}.{key}", "an ablation switch: set by the ablation variants")
+    for i, method in enumerate(cfg["analysis"]["map_methods"] or []):
+        if method in NO_EMBEDDINGS or method not in cfg["methods"]:
+            config_error(f"analysis.map_methods[{i}]", f"'{method}' is not a main method with embeddings "
+                                                        f"(methods: {', '.join(cfg['methods'])}; not mostpop)")
     for method, grid in cfg["tune"]["grids"].items():
         if method in known_variants or method == "mostpop":
             config_error(f"tune.grids.{method}", "only trained methods other than the ablation variants are tuned")
@@ -375,6 +379,40 @@ class Study:
     def main_runs(self):
         return [run_path(d, m, s) for d in self.datasets for m in self.methods for s in self.seeds]
 
+    # ---- the embedding analysis (pmtrec.analysis) -------------------------------------------
+    def embedded_methods(self):
+        return [m for m in self.methods if m not in NO_EMBEDDINGS]
+
+    def probe_entries(self):
+        """Labels of every probes file, for the aggregate step (the workflow's dataset names)."""
+        if not self.cfg["analysis"]["probes"]:
+            return []
+        return [{"dataset": d, "method": m, "seed": s, "path": probe_path(d, m, s)}
+                for d in self.datasets for m in self.embedded_methods() for s in self.seeds]
+
+    def map_methods(self):
+        """The methods of the item maps: analysis.map_methods, or the main methods with embeddings."""
+        chosen = self.cfg["analysis"]["map_methods"]
+        return list(chosen) if chosen is not None else self.embedded_methods()
+
+    def map_datasets(self):
+        """Datasets with item categories to colour a map by (read from their source: synthetic,
+        every real source but a custom one without item_category)."""
+        if not self.map_methods():
+            return []
+        out = []
+        for d in self.datasets:
+            run = self.dataset_run(d)
+            if run["dataset"]["source"] == "custom" and not ((run["dataset"].get("custom") or {}).get("item_category")):
+                continue
+            if (run.get("tasks") or {}).get("category") is False:
+                continue
+            out.append(d)
+        return out
+
+    def maps(self):
+        return {d: map_path(d) for d in self.map_datasets()}
+
     def tune_runs(self, dataset=None, method=None):
         out = []
         for d in ([dataset] if dataset else self.datasets):
@@ -433,6 +471,19 @@ def run_path(dataset, method, seed):
     return f"{RESULTS}/runs/{dataset}/{method}/seed{seed}.json"
 
 
+def emb_path(dataset, method, seed):
+    """The run's best-epoch embedding tables (pmtrec.embeddings), beside its result JSON."""
+    return f"{RESULTS}/runs/{dataset}/{method}/seed{seed}.emb.npz"
+
+
+def probe_path(dataset, method, seed):
+    return f"{RESULTS}/analysis/probes/{dataset}/{method}/seed{seed}.json"
+
+
+def map_path(dataset):
+    return f"{RESULTS}/analysis/maps/{dataset}.csv"
+
+
 def tune_path(dataset, method, point):
     return f"{RESULTS}/tune/{dataset}/{method}/{point}.json"
 
@@ -469,7 +520,7 @@ def selected_input(dataset, method, use_selected=True):
 
 
 def train_gpu(wildcards):
-    return 0 if wildcards.method == "mostpop" else STUDY.resources["train"]["gpu"]
+    return 0 if wildcards.method in NO_EMBEDDINGS else STUDY.resources["train"]["gpu"]
 
 
 def sens_point(wildcards):

@@ -21,6 +21,7 @@ use rule train as sensitivity with:
         seed=lambda wc: int(wc.seed),
         config=lambda wc: sens_params(wc)["config"],
         sets=lambda wc: sens_params(wc)["sets"],
+        embeddings="",
         checkpoint=lambda wc: checkpoint_path(
             "sensitivity", f"{wc.dataset}/{wc.method}/{wc.point}/seed{wc.seed}-{sens_params(wc)['tag']}"
         ),

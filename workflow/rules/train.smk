@@ -8,7 +8,9 @@
 # Each job: `pmtrec train --device auto` (CUDA when there is a GPU, else the CPU), wrapped by
 # pmtrec.gpu_slots, which pins the job to one free GPU on a multi-GPU workstation (and does
 # nothing without GPUs or under SLURM). A checkpoint is written every epoch so that a retried
-# job (preempted or timed out) resumes; it is deleted when the job succeeds.
+# job (preempted or timed out) resumes; it is deleted when the job succeeds. Main runs also save
+# their best-epoch embedding tables beside the result (for rules probe and embedding_map); MostPop
+# has none (rule train_without_embeddings), and tuning, ablation and sensitivity runs keep none.
 
 TRAIN_RES = STUDY.resources["train"]
 
@@ -16,18 +18,19 @@ TRAIN_SHELL = (
     "python -m pmtrec.gpu_slots -- "
     "pmtrec train --data {input.data} --method {params.method} --seed {params.seed} "
     "--device auto --threads {threads} {params.config} {params.sets} "
-    "--out {output.json} --checkpoint {params.checkpoint} -q > {log} 2>&1 "
+    "--out {output.json} {params.embeddings} --checkpoint {params.checkpoint} -q > {log} 2>&1 "
     "&& rm -f {params.checkpoint}"
 )
 
 
 rule train:
-    """One run of the main comparison: dataset x method x seed."""
+    """One run of the main comparison: dataset x method x seed, with its embedding tables."""
     input:
         data=lambda wc: prepared_dir(wc.dataset),
         selected=lambda wc: selected_input(wc.dataset, wc.method),
     output:
         json=run_path("{dataset}", "{method}", "{seed}"),
+        emb=emb_path("{dataset}", "{method}", "{seed}"),
     log:
         f"{LOGS}/train/{{dataset}}/{{method}}/seed{{seed}}.log",
     benchmark:
@@ -37,6 +40,7 @@ rule train:
         seed=lambda wc: int(wc.seed),
         config=lambda wc: STUDY.train_params(wc.dataset, wc.method)["config"],
         sets=lambda wc: STUDY.train_params(wc.dataset, wc.method)["sets"],
+        embeddings=lambda wc, output: f"--embeddings {output.emb}",
         checkpoint=lambda wc: checkpoint_path(
             "train", f"{wc.dataset}/{wc.method}/seed{wc.seed}-{STUDY.train_params(wc.dataset, wc.method)['tag']}"
         ),
@@ -49,6 +53,25 @@ rule train:
         "../envs/pmtrec.yaml"
     shell:
         TRAIN_SHELL
+
+
+use rule train as train_without_embeddings with:
+    wildcard_constraints:
+        method="|".join(sorted(NO_EMBEDDINGS)),
+    output:
+        json=run_path("{dataset}", "{method}", "{seed}"),
+    params:
+        method=lambda wc: wc.method,
+        seed=lambda wc: int(wc.seed),
+        config=lambda wc: STUDY.train_params(wc.dataset, wc.method)["config"],
+        sets=lambda wc: STUDY.train_params(wc.dataset, wc.method)["sets"],
+        embeddings="",
+        checkpoint=lambda wc: checkpoint_path(
+            "train", f"{wc.dataset}/{wc.method}/seed{wc.seed}-{STUDY.train_params(wc.dataset, wc.method)['tag']}"
+        ),
+
+
+ruleorder: train_without_embeddings > train
 
 
 use rule train as tune with:
@@ -66,6 +89,7 @@ use rule train as tune with:
         config="",
         sets=lambda wc: STUDY.train_params(wc.dataset, wc.method, STUDY.points[wc.method][wc.point],
                                            use_selected=False)["sets"],
+        embeddings="",
         checkpoint=lambda wc: checkpoint_path("tune", f"{wc.dataset}/{wc.method}/{wc.point}-" + STUDY.train_params(
             wc.dataset, wc.method, STUDY.points[wc.method][wc.point], use_selected=False)["tag"]),
 

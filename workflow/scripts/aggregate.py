@@ -12,7 +12,7 @@ sig = sm.params.significance
 try:
     tables = aggregate(sm.params.entries, sm.params.datasets, reference=sig["reference"], exclude=sig["exclude"],
                        select_metric=sig["select_metric"], wilcoxon_min_n=sig["wilcoxon_min_n"],
-                       tune_metric=sm.params.tune_metric)
+                       tune_metric=sm.params.tune_metric, probes=sm.params.probes, maps=sm.params.maps)
 except PmtrecError as exc:
     print(f"pmtrec: error: {exc}")
     raise SystemExit(1)
