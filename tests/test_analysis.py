@@ -142,9 +142,43 @@ def test_probe_and_map_commands(trained, tmp_path):
     m = pd.read_csv(tmp_path / "m.csv")
     assert m.columns.tolist() == ["method", "kind", "item", "x", "y", "category"] and len(m) == 200
     assert m["category"].nunique() <= 9  # the 8 most frequent and "other"
-    (tmp_path / "mostpop.json").write_text(json.dumps({"method": "mostpop", "dataset": "x", "seed": 0}))
+    cfg = load_config(overrides=["dataset.synthetic.size=tiny", "train.method=mostpop"])
+    (tmp_path / "mostpop.json").write_text(json.dumps(train(cfg, prepare_in_memory(cfg)), default=str))
     rc, _, err = run_cli(["probe", "--result", str(tmp_path / "mostpop.json"), "--data", str(tmp / "data"),
                           "--out", str(tmp_path / "q.json")])
     assert rc == 2 and err.strip() == (f"pmtrec: error: {tmp_path / 'mostpop.json'}: the run saved no embeddings "
                                        "(train with --embeddings FILE)")
     assert not (tmp_path / "q.json").exists()
+
+
+def hand_probes() -> pd.DataFrame:
+    """Two folds x three seeds: pmtrec clearly above single, within ew's interval; chance 0.1."""
+    rows = []
+    per_seed = {"pmtrec": [0.60, 0.62, 0.64], "ew": [0.55, 0.63, 0.70], "single": [0.40, 0.41, 0.42]}
+    for m, values in per_seed.items():
+        for seed, v in enumerate(values):
+            for fold, d in enumerate((-0.01, 0.01)):
+                rows.append({"dataset": "d", "method": m, "seed": seed, "probe": "category", "baseline": "embeddings",
+                             "metric": "accuracy", "group": "all", "fold": fold, "value": v + d})
+                rows.append({"dataset": "d", "method": m, "seed": seed, "probe": "category", "baseline": "permuted",
+                             "metric": "accuracy", "group": "all", "fold": fold, "value": 0.1})
+    return pd.DataFrame(rows)
+
+
+def test_report_summary_interval_is_scipys_t_interval_and_the_reading_compares_intervals():
+    from scipy import stats
+
+    from pmtrec.report import embeddings
+
+    summary = embeddings.summarise(embeddings.seed_means(hand_probes(), "d"))
+    row = summary[(summary.method == "ew") & (summary.baseline == "embeddings")].iloc[0]
+    lo, hi = stats.t.interval(0.95, 2, loc=np.mean([0.55, 0.63, 0.70]), scale=stats.sem([0.55, 0.63, 0.70]))
+    assert row["mean"] == pytest.approx(0.6266666, abs=1e-6) and row["ci"] == pytest.approx((hi - lo) / 2)
+    assert row["n"] == 3 and row["fold_std"] == pytest.approx(np.std([-0.01, 0.01], ddof=1))
+    reading = embeddings.probe_reading(summary, "d")
+    assert "PMTRec's 0.620 is within the intervals of EW's 0.627 and higher than Single-task's 0.410" in reading
+    assert "chance 0.100" in reading
+    table = embeddings.probe_table(summary, "d")
+    assert table.columns == ["Method", "Category acc."] and table.rows[-1][0].text == "chance (permuted rows)"
+    one = embeddings.summarise(embeddings.seed_means(hand_probes().query("seed == 0"), "d"))
+    assert one["ci"].isna().all() and "no difference is established" in embeddings.probe_reading(one, "d")

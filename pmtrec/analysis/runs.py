@@ -12,19 +12,6 @@ from pmtrec.errors import DataError
 PROBES_SCHEMA = "pmtrec.probes/1"
 
 
-def read_result(path: str | Path) -> dict:
-    path = Path(path)
-    try:
-        result = json.loads(path.read_text())
-    except FileNotFoundError:
-        raise DataError(f"{path}: result file not found") from None
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise DataError(f"{path}: not a result JSON ({exc})") from None
-    if not isinstance(result, dict) or "method" not in result:
-        raise DataError(f"{path}: not a pmtrec result")
-    return result
-
-
 def read_probes(path: str | Path) -> dict:
     """A probes JSON written by ``pmtrec probe`` (:func:`probe_run`)."""
     path = Path(path)
@@ -41,9 +28,10 @@ def read_probes(path: str | Path) -> dict:
 
 def run_embeddings(path: str | Path):
     """The embeddings a result JSON points to (its ``embeddings`` entry), checked against their hash."""
+    from pmtrec.aggregate import load_result  # the one reader of result JSON (schema-checked)
     from pmtrec.embeddings import read_embeddings
 
-    result = read_result(path)
+    result = load_result(path)
     entry = result.get("embeddings")
     if not entry:
         raise DataError(f"{path}: the run saved no embeddings (train with --embeddings FILE)")
