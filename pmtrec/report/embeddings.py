@@ -131,7 +131,7 @@ def group_plot(rows: pd.DataFrame):
     probes = [p for p in ("link", "activity") if (rows["probe"] == p).any()]
     titles = {"link": "social-link AUC (links of the colder user)", "activity": "activity-group recall"}
     fig, axes = plt.subplots(1, len(probes), figsize=(style.FULL_WIDTH if len(probes) > 1 else style.HALF_WIDTH * 1.3,
-                                                      2.5), squeeze=False)
+                                                      2.9), squeeze=False)
     for ax, probe in zip(axes[0], probes):
         r = rows[rows["probe"] == probe]
         for m in style.order_methods(r["method"].unique()):
@@ -148,8 +148,10 @@ def group_plot(rows: pd.DataFrame):
         ax.set_xlabel("user activity group")
         ax.set_title(titles[probe], fontsize=style.FONT_SIZE)
         ax.ticklabel_format(axis="y", useOffset=False, style="plain")
-    axes[0][-1].legend(loc="best", fontsize=style.FONT_SIZE - 2)
-    fig.tight_layout()
+    handles, labels = axes[0][-1].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="lower center", ncol=min(7, len(labels)), fontsize=style.FONT_SIZE - 2,
+               frameon=False)
+    fig.tight_layout(rect=(0, 0.1 + 0.07 * (len(labels) > 7), 1, 1))
     return fig
 
 
