@@ -46,7 +46,7 @@ PROFILE = PROFILE_SOURCE if not PROFILE_SOURCE.is_absolute() else Path("profiles
 TEST_CONFIG = Path(".test/config/config.yaml")
 WORKFLOW_TIMEOUT = int(os.environ.get("PMTREC_SLURM_WORKFLOW_TIMEOUT", "1200"))
 # The one training job that fails on its first attempt (by its --out argument).
-FAIL_MATCH = "--out results/runs/"
+FAIL_MATCH = "--embeddings results/runs/"  # a main training job of a trained method (rule train)
 
 pytestmark = [
     pytest.mark.slurm,
@@ -413,7 +413,8 @@ def test_failed_job_is_reported_and_retried(slurm_run):
     assert (flag / "command").exists(), "the injected failure never ran"
     out = re.search(r"--out (\S+)", (flag / "command").read_text()).group(1)
     # Snakemake's error report for that job names the SLURM job, which sacct has as FAILED.
-    blocks = [b for b in log.split("Error in rule ")[1:] if re.search(rf"^\s+output: {re.escape(out)}\s*$", b, re.M)]
+    blocks = [b for b in log.split("Error in rule ")[1:]
+              if re.search(rf"^\s+output: {re.escape(out)}(,|\s*$)", b, re.M)]
     assert len(blocks) == 1, f"expected one error report for {out}, got {len(blocks)}"
     assert blocks[0].startswith("train:"), blocks[0][:300]
     m = re.search(r"SLURM-job '(\d+)' failed, SLURM status is: 'FAILED'", blocks[0])
