@@ -66,7 +66,10 @@ def probe_table(summary: pd.DataFrame, dataset: str) -> Table:
                   + ". Category: an item's category from its embedding; social link: a link from the product "
                   "of two users' embeddings against as many sampled non-links; activity: a user's activity group "
                   "(5 quantile groups). Chance: the same probe on the embeddings with their rows permuted, "
-                  "averaged over methods.")
+                  "averaged over methods. The folds hold out items and users, not the labels the category and "
+                  "social tasks trained on, so a method that trained on a relation keeps it by construction: a "
+                  "probe shows how much of it the embeddings keep, and Single-task's row how much the main "
+                  "task alone encodes.")
     return table
 
 
