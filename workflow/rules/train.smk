@@ -40,7 +40,8 @@ rule train:
         seed=lambda wc: int(wc.seed),
         config=lambda wc: STUDY.train_params(wc.dataset, wc.method)["config"],
         sets=lambda wc: STUDY.train_params(wc.dataset, wc.method)["sets"],
-        embeddings=lambda wc, output: f"--embeddings {output.emb}",
+        # rules derived with an output of their own (no `emb`) save no tables
+        embeddings=lambda wc, output: f"--embeddings {output.emb}" if getattr(output, "emb", None) else "",
         checkpoint=lambda wc: checkpoint_path(
             "train", f"{wc.dataset}/{wc.method}/seed{wc.seed}-{STUDY.train_params(wc.dataset, wc.method)['tag']}"
         ),
@@ -60,15 +61,6 @@ use rule train as train_without_embeddings with:
         method="|".join(sorted(NO_EMBEDDINGS)),
     output:
         json=run_path("{dataset}", "{method}", "{seed}"),
-    params:
-        method=lambda wc: wc.method,
-        seed=lambda wc: int(wc.seed),
-        config=lambda wc: STUDY.train_params(wc.dataset, wc.method)["config"],
-        sets=lambda wc: STUDY.train_params(wc.dataset, wc.method)["sets"],
-        embeddings="",
-        checkpoint=lambda wc: checkpoint_path(
-            "train", f"{wc.dataset}/{wc.method}/seed{wc.seed}-{STUDY.train_params(wc.dataset, wc.method)['tag']}"
-        ),
 
 
 ruleorder: train_without_embeddings > train
