@@ -323,7 +323,7 @@ def main(argv: list[str] | None = None) -> int:
     from pmtrec.methods import available
 
     sections = set(args.only.split(","))
-    methods = args.methods.split(",") if args.methods else [m for m in available() if m != "mostpop"]
+    methods = args.methods.split(",") if args.methods else available(("method", "variant"))  # not the baseline models
     size = "tiny" if args.quick else "large"
     steps = 3 if args.quick else args.steps
     datasets: dict = {}

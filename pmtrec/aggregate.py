@@ -39,80 +39,40 @@ probes.csv          linear probes of the main runs' embeddings (pmtrec.analysis)
                     seed, probe, baseline (embeddings | permuted), metric, group, fold, value
 embedding_maps.csv  2-D item maps per dataset: dataset, method, kind (pca | tsne), item, x, y,
                     category
+methods.csv         the catalogue entry of every method in the study (pmtrec.methods): method, kind,
+                    family, label, colour, order, base (so the report needs no plugin imports)
 ==================  ===========================================================================
 """
 
 from __future__ import annotations
 
-import json
-import math
 import os
-import re
-import warnings
-from functools import lru_cache
-from importlib import resources
 from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
 
-import numpy as np
 import pandas as pd
 
-from pmtrec.errors import PmtrecError
+from pmtrec.data.store import read_stats
+from pmtrec.errors import DataError
 from pmtrec.io import atomic_path
+from pmtrec.training.results import ResultError, load_result, validate_result  # noqa: F401
+from pmtrec.study.statistics import (_frame, _num, _sort_metrics, _summarise, ablation_table,  # noqa: F401
+                                     best_baselines, metric_key, significance_table, summary_table)
 
 __all__ = [
     "AggregateError", "load_result", "validate_result", "select_setting", "setting_config",
-    "aggregate", "write_tables", "TABLES",
+    "aggregate", "entries_from_results", "write_tables", "TABLES",
 ]
 
 TABLES = ("runs", "summary", "significance", "groups", "curves", "row_weights", "cosines", "efficiency",
-          "sensitivity", "ablation", "dataset_stats", "tuning", "probes", "embedding_maps")
+          "sensitivity", "ablation", "dataset_stats", "tuning", "probes", "embedding_maps", "methods")
 KINDS = ("main", "tune", "ablation", "sensitivity")
 SPLITS = ("valid", "test")
-_METRIC = re.compile(r"^(recall|ndcg|precision|hit)@(\d+)$")
-_FAMILY_ORDER = {"recall": 0, "ndcg": 1, "precision": 2, "hit": 3}
 CURVE_METRICS = ("ndcg@20", "recall@20")
 RUN_KEYS = ["kind", "dataset", "method", "variant", "seed"]
 
 
-class AggregateError(PmtrecError):
-    """A result file is missing, unreadable or does not match the result schema."""
-
-
-# ------------------------------------------------------------------------------------ loading
-@lru_cache(maxsize=1)
-def _validator():
-    import jsonschema
-
-    schema = json.loads(resources.files("pmtrec").joinpath("schemas/result.schema.json").read_text())
-    return jsonschema.Draft202012Validator(schema)
-
-
-def validate_result(result: Any, name: str = "<result>") -> dict:
-    """Check ``result`` against the result schema; raise a one-line AggregateError naming ``name``."""
-    import jsonschema
-
-    errors = list(_validator().iter_errors(result))
-    if errors:
-        err = jsonschema.exceptions.best_match(errors)
-        where = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in err.absolute_path).lstrip(".")
-        msg = err.message if len(err.message) < 200 else err.message[:200] + "..."
-        raise AggregateError(f"{name}: malformed result ({where or 'top level'}: {msg})")
-    return result
-
-
-def load_result(path: str | Path) -> dict:
-    """Read and validate one result JSON."""
-    path = Path(path)
-    try:
-        text = path.read_text()
-    except OSError as exc:
-        raise AggregateError(f"{path}: cannot read result ({exc.strerror or exc})") from None
-    try:
-        result = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise AggregateError(f"{path}: not valid JSON (line {exc.lineno}: {exc.msg})") from None
-    return validate_result(result, str(path))
+AggregateError = ResultError  # the name callers catch
 
 
 def read_benchmark(path: str | Path | None) -> dict[str, float]:
@@ -134,50 +94,9 @@ def read_benchmark(path: str | Path | None) -> dict[str, float]:
     return out
 
 
-# ------------------------------------------------------------------------------------ helpers
-def metric_key(metric: str) -> tuple:
-    m = _METRIC.match(metric)
-    return (_FAMILY_ORDER[m.group(1)], int(m.group(2))) if m else (99, metric)
-
-
-def _num(value: Any) -> float:
-    return float("nan") if value is None else float(value)
-
-
-def _frame(rows: list[dict], columns: Sequence[str]) -> pd.DataFrame:
-    df = pd.DataFrame(rows)
-    for col in columns:
-        if col not in df.columns:
-            df[col] = pd.Series(dtype=object)
-    return df[list(columns) + [c for c in df.columns if c not in columns]]
-
-
 def _run_id(entry: Mapping[str, Any]) -> dict:
     return {"kind": entry["kind"], "dataset": entry["dataset"], "method": entry["method"],
             "variant": entry.get("setting") or "", "seed": int(entry["seed"])}
-
-
-def _stats(values: pd.Series) -> pd.Series:
-    v = values.dropna().to_numpy(dtype=float)
-    n = len(v)
-    return pd.Series({"mean": float(v.mean()) if n else float("nan"),
-                      "std": float(v.std(ddof=1)) if n > 1 else float("nan"), "n": n})
-
-
-def _summarise(df: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
-    if df.empty:
-        return pd.DataFrame(columns=keys + ["mean", "std", "n"])
-    out = df.groupby(keys, sort=False, dropna=False)["value"].apply(_stats).unstack().reset_index()
-    out["n"] = out["n"].astype(int)
-    return out
-
-
-def _sort_metrics(df: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
-    if df.empty or "metric" not in df.columns:
-        return df
-    order = df["metric"].map(metric_key)
-    df = df.assign(_m=order.map(lambda k: k[0] * 10000 + (k[1] if isinstance(k[1], int) else 0)))
-    return df.sort_values(keys[:-1] + ["_m"], kind="stable").drop(columns="_m").reset_index(drop=True)
 
 
 # ------------------------------------------------------------------------------------- tables
@@ -190,74 +109,6 @@ def runs_table(runs: list[tuple[dict, dict]]) -> pd.DataFrame:
                 rows.append({**rid, "split": split, "metric": metric, "value": _num(value)})
     df = _frame(rows, RUN_KEYS + ["split", "metric", "value"])
     return _sort_metrics(df, ["kind", "dataset", "method", "variant", "seed", "split", "metric"])
-
-
-def summary_table(runs_df: pd.DataFrame) -> pd.DataFrame:
-    keys = ["kind", "dataset", "method", "variant", "split", "metric"]
-    return _sort_metrics(_summarise(runs_df, keys), keys)
-
-
-def _paired(ref: pd.Series, base: pd.Series, wilcoxon_min_n: int) -> dict:
-    """Paired tests over the seeds both series have."""
-    from scipy import stats
-
-    both = pd.concat([ref.rename("ref"), base.rename("base")], axis=1, join="inner").dropna()
-    n = len(both)
-    out = {"n": n, "t_stat": float("nan"), "t_pvalue": float("nan"),
-           "wilcoxon_stat": float("nan"), "wilcoxon_pvalue": float("nan")}
-    if n >= 2:
-        with warnings.catch_warnings(), np.errstate(all="ignore"):
-            warnings.simplefilter("ignore")
-            t = stats.ttest_rel(both["ref"], both["base"])
-            out["t_stat"], out["t_pvalue"] = float(t.statistic), float(t.pvalue)
-            if n >= wilcoxon_min_n:
-                diff = both["ref"] - both["base"]
-                if (diff != 0).any():
-                    w = stats.wilcoxon(both["ref"], both["base"])
-                    out["wilcoxon_stat"], out["wilcoxon_pvalue"] = float(w.statistic), float(w.pvalue)
-    return out
-
-
-def best_baselines(runs_df: pd.DataFrame, reference: str = "pmtrec", exclude: Iterable[str] = ("mostpop",),
-                   select_metric: str = "ndcg@20") -> dict[str, str]:
-    """Per dataset: the baseline with the highest mean validation ``select_metric`` (main runs)."""
-    excluded = set(exclude) | {reference}
-    main = runs_df[(runs_df["kind"] == "main") & (runs_df["split"] == "valid")
-                   & (runs_df["metric"] == select_metric)]
-    main = main[~main["method"].isin(excluded) & ~main["method"].str.startswith(reference + "-")]
-    out = {}
-    for dataset, df in main.groupby("dataset", sort=False):
-        means = df.groupby("method", sort=True)["value"].mean().dropna()
-        if len(means):
-            out[dataset] = str(means.idxmax())  # ties: alphabetical first
-    return out
-
-
-def significance_table(runs_df: pd.DataFrame, reference: str = "pmtrec", exclude: Iterable[str] = ("mostpop",),
-                       select_metric: str = "ndcg@20", wilcoxon_min_n: int = 6, alpha: float = 0.05) -> pd.DataFrame:
-    cols = ["dataset", "metric", "reference", "baseline", "select_metric", "n", "mean_reference", "mean_baseline",
-            "diff", "rel_improvement", "t_stat", "t_pvalue", "wilcoxon_stat", "wilcoxon_pvalue", "significant"]
-    best = best_baselines(runs_df, reference, exclude, select_metric)
-    test = runs_df[(runs_df["kind"] == "main") & (runs_df["split"] == "test")]
-    rows = []
-    for dataset, baseline in best.items():
-        d = test[test["dataset"] == dataset]
-        ref_d = d[d["method"] == reference]
-        if ref_d.empty:
-            continue
-        for metric in sorted(ref_d["metric"].unique(), key=metric_key):
-            ref = ref_d[ref_d["metric"] == metric].set_index("seed")["value"]
-            base = d[(d["method"] == baseline) & (d["metric"] == metric)].set_index("seed")["value"]
-            tests = _paired(ref, base, wilcoxon_min_n)
-            seeds = ref.index.intersection(base.index)
-            m_ref, m_base = float(ref[seeds].mean()), float(base[seeds].mean())
-            rel = (m_ref - m_base) / m_base if m_base else float("nan")
-            p = tests["wilcoxon_pvalue"] if not math.isnan(tests["wilcoxon_pvalue"]) else tests["t_pvalue"]
-            rows.append({"dataset": dataset, "metric": metric, "reference": reference, "baseline": baseline,
-                         "select_metric": select_metric, "mean_reference": m_ref, "mean_baseline": m_base,
-                         "diff": m_ref - m_base, "rel_improvement": rel, **tests,
-                         "significant": bool(p < alpha) if not math.isnan(p) else False})
-    return _frame(rows, cols)[cols]
 
 
 def groups_table(runs: list[tuple[dict, dict]]) -> pd.DataFrame:
@@ -337,38 +188,13 @@ def sensitivity_table(runs: list[tuple[dict, dict]], runs_df: pd.DataFrame) -> p
     return _sort_metrics(out, keys)
 
 
-def ablation_table(runs_df: pd.DataFrame, reference: str = "pmtrec") -> pd.DataFrame:
-    keys = ["dataset", "method", "split", "metric"]
-    cols = keys + ["mean", "std", "n", "delta", "rel_delta"]
-    abl = runs_df[runs_df["kind"] == "ablation"]
-    if abl.empty:
-        return pd.DataFrame(columns=cols)
-    parts = []
-    for dataset, d in abl.groupby("dataset", sort=False):
-        seeds = set(d["seed"])
-        full = runs_df[(runs_df["kind"] == "main") & (runs_df["dataset"] == dataset)
-                       & (runs_df["method"] == reference)]
-        if not full[full["seed"].isin(seeds)].empty:
-            full = full[full["seed"].isin(seeds)]
-        parts.append(pd.concat([full, d]))
-    out = _summarise(pd.concat(parts), keys)
-    ref = out[out["method"] == reference].set_index(["dataset", "split", "metric"])["mean"]
-    idx = pd.MultiIndex.from_frame(out[["dataset", "split", "metric"]])
-    ref_mean = ref.reindex(idx).to_numpy(dtype=float)
-    out["delta"] = out["mean"].to_numpy(dtype=float) - ref_mean
-    with np.errstate(all="ignore"):
-        out["rel_delta"] = np.where(ref_mean != 0, out["delta"] / ref_mean, np.nan)
-    return _sort_metrics(out[cols], keys)
-
-
 def dataset_stats_table(datasets: Mapping[str, str | Path]) -> pd.DataFrame:
     rows = []
     for name, folder in datasets.items():
-        path = Path(folder) / "stats.json"
         try:
-            stats = json.loads(path.read_text())
-        except (OSError, json.JSONDecodeError) as exc:
-            raise AggregateError(f"{path}: cannot read dataset statistics ({exc})") from None
+            stats = read_stats(folder)
+        except DataError as exc:
+            raise AggregateError(str(exc)) from None
         flat = {k: v for k, v in stats.items() if not isinstance(v, (dict, list))}
         source_name = flat.pop("dataset", None)
         rows.append({"dataset": name, "name": source_name, **flat})
@@ -432,9 +258,45 @@ def tuning_table(runs: list[tuple[dict, dict]], metric: str = "ndcg@20") -> pd.D
     return _frame(rows, cols)
 
 
+def methods_table(runs_df: pd.DataFrame) -> pd.DataFrame:
+    """The catalogue's entry of each method with runs (display order)."""
+    from pmtrec.methods import entry
+
+    cols = ["method", "kind", "family", "label", "colour", "order", "base"]
+    names = list(dict.fromkeys(runs_df["method"])) if len(runs_df) else []
+    rows = [{"method": e.name, "kind": e.kind, "family": e.family, "label": e.label, "colour": e.colour,
+             "order": e.order, "base": e.base or ""} for e in sorted(map(entry, names), key=lambda e: (e.order, e.name))]
+    return _frame(rows, cols)
+
+
 # ---------------------------------------------------------------------------------------- main
+def entries_from_results(paths: Sequence[str | Path], results: dict | None = None) -> list[dict]:
+    """The entry of each result file from its own ``labels`` (``pmtrec train --label``; the workflow
+    sets ``dataset``, ``stage``, ``setting``, ``benchmark`` and, for grid points, ``values`` and
+    ``sweep``). ``results``, when given, is filled with path -> result (for :func:`aggregate`)."""
+    entries = []
+    for path in paths:
+        result = load_result(path)
+        if results is not None:
+            results[str(path)] = result
+        labels = result.get("labels") or {}
+        missing = [k for k in ("dataset", "stage") if k not in labels]
+        if missing:
+            raise AggregateError(f"{path}: result has no label {', '.join(missing)} (written by `pmtrec train "
+                                 "--label stage=... --label dataset=...`, as the workflow does)")
+        if "seed" in labels and int(labels["seed"]) != int(result["seed"]):
+            raise AggregateError(f"{path}: seed {result['seed']} in the file, label seed {labels['seed']}")
+        entry = {"kind": labels["stage"], "dataset": str(labels["dataset"]), "method": result["method"],
+                 "seed": int(result["seed"]), "setting": str(labels.get("setting") or ""), "path": str(path)}
+        for key in ("values", "sweep", "benchmark"):
+            if key in labels:
+                entry[key] = labels[key]
+        entries.append(entry)
+    return entries
+
+
 def aggregate(entries: Sequence[Mapping[str, Any]], datasets: Mapping[str, str | Path] | None = None, *,
-              reference: str = "pmtrec", exclude: Iterable[str] = ("mostpop",), select_metric: str = "ndcg@20",
+              reference: str = "pmtrec", exclude: Iterable[str] | None = None, select_metric: str = "ndcg@20",
               wilcoxon_min_n: int = 6, tune_metric: str = "ndcg@20",
               results: Mapping[str, dict] | None = None, probes: Sequence[str | Path | Mapping] = (),
               maps: Mapping[str, str | Path] | None = None) -> dict[str, pd.DataFrame]:
@@ -469,6 +331,7 @@ def aggregate(entries: Sequence[Mapping[str, Any]], datasets: Mapping[str, str |
         "tuning": tuning_table(runs, tune_metric),
         "probes": probes_table(probes),
         "embedding_maps": maps_table(maps or {}),
+        "methods": methods_table(runs_df),
     }
 
 

@@ -57,6 +57,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--checkpoint", metavar="FILE",
                    help="checkpoint written every epoch; an existing one of the same config is resumed")
     p.add_argument("--quiet", "-q", action="store_true", help="no progress bars or per-epoch lines (a resume from --checkpoint is still said)")
+    p.add_argument("--label", dest="labels", action="append", default=[], metavar="KEY=VALUE",
+                   help="record KEY=VALUE (value parsed as YAML) in the result's `labels`, e.g. what the run "
+                        "is in a study (the workflow sets dataset, stage, setting); not part of the config")
     p.add_argument("--embeddings", metavar="FILE",
                    help="also save the best-epoch user and item tables here (.npz, float16; for `pmtrec probe` "
                         "and `pmtrec embedding-map`), named with its hash in the result")
@@ -79,7 +82,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0, help="seed of the item sample and of t-SNE (default: 0)")
     p.add_argument("--out", "-o", required=True, metavar="FILE", help="coordinates CSV (written atomically)")
 
-    sub.add_parser("methods", help="list the available methods and variants")
+    p = sub.add_parser("methods", help="list the catalogue: methods, ablation variants and baseline models",
+                       description="Every name train.method accepts, with its family and hyperparameters; "
+                                   "--json gives the whole catalogue (labels, colours, order, tunable ranges).")
+    p.add_argument("--json", action="store_true", help="the catalogue as JSON (what the workflow and report read)")
+    p.add_argument("--markdown", action="store_true", help="the catalogue as the Markdown table of docs/methods.md")
+    p.add_argument("--plugins", metavar="MODULE", nargs="+", default=[],
+                   help="import these modules first (their registered methods are listed too)")
     p = sub.add_parser("config", help="print the resolved configuration as YAML")
     _add_config_args(p)
     return parser
@@ -109,18 +118,72 @@ def cmd_prepare(args) -> int:
     return 0
 
 
+def _explicit_keys(args) -> set[str]:
+    """The dotted keys the user set: those of --config FILE and of every --set."""
+    from pmtrec.config import load_yaml, parse_override
+    from pmtrec.data.store import _flat
+
+    keys = set(_flat(load_yaml(args.config), "")) if args.config else set()
+    for item in args.overrides:
+        keys |= set(_flat(parse_override(item), ""))
+    if getattr(args, "dataset", None):
+        keys.add("dataset.source")
+    return keys
+
+
+def _labels(items: list[str]) -> dict:
+    from pmtrec.config import parse_override
+
+    out: dict = {}
+    for item in items:
+        if "=" not in item or not item.split("=", 1)[0].strip():
+            raise ConfigError(f"--label {item!r}: expected KEY=VALUE")
+        key, value = item.split("=", 1)
+        out[key.strip()] = parse_override(f"x={value}")["x"]
+    return out
+
+
+def _check_writable(path: str, what: str) -> None:
+    """Fail now, not after hours of training, when ``path`` cannot be written."""
+    parent = Path(path).expanduser().resolve().parent
+    probe = parent
+    while not probe.exists() and probe != probe.parent:
+        probe = probe.parent
+    if not probe.is_dir() or not os.access(probe, os.W_OK | os.X_OK):
+        raise ConfigError(f"{what} {path}: cannot write there ({probe} is not a writable folder)")
+    if Path(path).is_dir():
+        raise ConfigError(f"{what} {path}: is a folder, expected a file name")
+
+
 def cmd_train(args) -> int:
     from pmtrec.data import prepare_in_memory, read_prepared
-    from pmtrec.io import write_json
     from pmtrec.train import train
+    from pmtrec.training.results import write_result
 
     cfg = _resolve(args)
-    data = read_prepared(args.data) if args.data else prepare_in_memory(cfg)
+    labels = _labels(args.labels)
+    for option, path in (("--out", args.out), ("--embeddings", args.embeddings), ("--checkpoint", args.checkpoint)):
+        if path:
+            _check_writable(path, option)
+    data_info = None
+    if args.data:
+        from pmtrec.data.store import adopt_prepared_config
+
+        cfg, data_info = adopt_prepared_config(cfg, args.data, _explicit_keys(args))
+        data = read_prepared(args.data)
+    else:
+        data = prepare_in_memory(cfg)
+    if not args.out:
+        print("pmtrec: no --out given: the result is printed, not saved", file=sys.stderr)
     log = (lambda *_: None) if args.quiet else print
     result = train(cfg, data, checkpoint=args.checkpoint, log=log, notice=print,  # a resume is said even with -q
                    embeddings=args.embeddings)
+    if labels:
+        result["labels"] = labels
+    if data_info is not None:
+        result["data"] = data_info
     if args.out:
-        write_json(args.out, result)
+        write_result(args.out, result)
     t = result["test"]["overall"]
     print(f"{result['method']} on {result['dataset']} (seed {result['seed']}): best epoch {result['best_epoch']}, "
           f"test recall@20={t['recall@20']:.4f} ndcg@20={t['ndcg@20']:.4f}, "
@@ -162,14 +225,22 @@ def cmd_embedding_map(args) -> int:
 
 
 def cmd_methods(args) -> int:
-    from pmtrec.methods import METHODS, VARIANTS
+    from pmtrec.methods import entries
+    from pmtrec.plugins import load_plugins
 
-    for name in sorted(METHODS):
-        doc = (METHODS[name].__doc__ or "").strip().splitlines()[0]
-        print(f"{name:22s} {doc}")
-    for name, (base, params) in sorted(VARIANTS.items()):
-        print(f"{name:22s} {base} with {json.dumps(params)}")
-    print(f"{'mostpop':22s} popularity ranking (no training)")
+    load_plugins(args.plugins, "--plugins")
+    catalogue = entries()
+    if args.json:
+        print(json.dumps([e.to_dict() for e in catalogue], indent=1, default=list))
+        return 0
+    if args.markdown:
+        from pmtrec.methods.registry import markdown_table
+
+        print(markdown_table(), end="")
+        return 0
+    for e in catalogue:
+        params = ", ".join(f"{k}={v!r}" for k, v in e.params.items())
+        print(f"{e.name:22s} {e.kind:8s} {e.family:15s} {e.summary}" + (f"  [{params}]" if params and e.kind != "variant" else ""))
     return 0
 
 

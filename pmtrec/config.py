@@ -15,12 +15,18 @@ import yaml
 from pmtrec.errors import ConfigError
 
 # Sections whose keys are free-form (checked by their owner, not here).
-_OPEN_KEYS = {("train", "method_params"), ("dataset", "amazon"), ("dataset", "custom")}
+_OPEN_KEYS = {("train", "method_params")}
 
 
 def defaults() -> dict[str, Any]:
+    """The packaged defaults, plus the option sections of plugin dataset sources loaded so far."""
+    from pmtrec.plugins import SOURCE_OPTIONS
+
     text = resources.files("pmtrec").joinpath("defaults.yaml").read_text()
-    return yaml.safe_load(text)
+    cfg = yaml.safe_load(text)
+    for name, options in SOURCE_OPTIONS.items():
+        cfg["dataset"].setdefault(name, copy.deepcopy(options))
+    return cfg
 
 
 def load_yaml(path: str | Path) -> dict[str, Any]:
@@ -70,27 +76,37 @@ def parse_override(text: str) -> dict[str, Any]:
 
 
 def load_config(path: str | Path | None = None, overrides: list[str] | tuple[str, ...] = ()) -> dict[str, Any]:
-    """Defaults, then the file, then the overrides; checked (one-line ConfigError naming the key)."""
+    """Defaults, then the file, then the overrides; checked (one-line ConfigError naming the key).
+
+    The ``plugins`` of the file and the overrides are imported first, so that the options of a
+    plugin's dataset source are known keys when the rest is merged.
+    """
+    from pmtrec.plugins import load_plugins
+
+    data = load_yaml(path) if path is not None else {}
+    parsed = [parse_override(item) for item in overrides]
+    plugins = data.get("plugins")
+    for update in parsed:
+        plugins = update.get("plugins", plugins)
+    load_plugins(plugins or [], "plugins")
     cfg = defaults()
-    if path is not None:
-        cfg = merge(cfg, load_yaml(path))
-    for item in overrides:
-        cfg = merge(cfg, parse_override(item))
+    cfg = merge(cfg, data)
+    for update in parsed:
+        cfg = merge(cfg, update)
     check_run_config(cfg)
     return cfg
 
 
-def get(cfg: dict[str, Any], dotted: str) -> Any:
-    node: Any = cfg
-    for part in dotted.split("."):
-        if not isinstance(node, dict) or part not in node:
-            raise ConfigError(f"missing config key '{dotted}'")
-        node = node[part]
-    return node
+# Keys that change nothing a run computes: not part of its hash (a checkpoint resumes across them).
+HASH_IGNORED_KEYS = (("train", "threads"), ("train", "progress"))
 
 
 def config_hash(cfg: dict[str, Any]) -> str:
-    """Stable short hash of a resolved config (key order does not matter)."""
+    """Stable short hash of a resolved config (key order and HASH_IGNORED_KEYS do not matter)."""
+    cfg = copy.deepcopy(cfg)
+    for section, key in HASH_IGNORED_KEYS:
+        if isinstance(cfg.get(section), dict):
+            cfg[section].pop(key, None)
     blob = json.dumps(cfg, sort_keys=True, separators=(",", ":"), default=str)
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
@@ -120,6 +136,12 @@ def _str(null: bool = False):
     return check
 
 
+def _choice(*options: str):
+    def check(v: Any) -> str | None:
+        return None if v in options else f"one of {', '.join(options)}"
+    return check
+
+
 def _bool(v: Any) -> str | None:
     return None if isinstance(v, bool) else "true or false"
 
@@ -130,6 +152,11 @@ def _ks(v: Any) -> str | None:
     return None if ok else "a non-empty list of positive integers that includes 20 (early stopping uses NDCG@20)"
 
 
+def _modules(v: Any) -> str | None:
+    ok = isinstance(v, list) and all(isinstance(m, str) and m for m in v)
+    return None if ok else "a list of module names"
+
+
 def _files(v: Any) -> str | None:
     ok = isinstance(v, dict) and v and all(d is None or isinstance(d, str) for d in v.values())
     return None if ok else "a mapping file name -> SHA-256 (or null)"
@@ -138,6 +165,7 @@ def _files(v: Any) -> str | None:
 # Leaf keys with a fixed type; other keys are checked where they are used (sources, preprocess,
 # tasks, methods) and all of those raise one-line ConfigErrors too.
 RUN_CONFIG_TYPES = {
+    "plugins": _modules,
     "dataset.source": _str(), "dataset.mirror": _str(null=True), "dataset.cache": _str(null=True),
     "dataset.synthetic.seed": _int(), "dataset.download.retries": _int(0),
     "dataset.download.backoff_s": _num(), "dataset.download.timeout_s": _num(positive=True),
@@ -151,8 +179,8 @@ RUN_CONFIG_TYPES = {
     "model.dim": _int(1), "model.init_std": _num(),
     "train.method": _str(), "train.epochs": _int(0), "train.batch_size": _int(1),
     "train.aux_batch_size": _int(1, null=True), "train.lr": _num(), "train.l2": _num(),
-    "train.optimizer": _str(), "train.patience": _int(1), "train.seed": _int(), "train.device": _str(),
-    "train.threads": _int(1, null=True), "train.progress": _bool, "train.on_nonfinite": _str(),
+    "train.optimizer": _choice("lazy_adam", "adam"), "train.patience": _int(1), "train.seed": _int(), "train.device": _str(),
+    "train.threads": _int(1, null=True), "train.progress": _bool, "train.on_nonfinite": _choice("stop", "skip"),
     "eval.ks": _ks, "eval.batch_size": _int(1), "eval.groups": _int(1),
 }
 

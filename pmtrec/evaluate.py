@@ -63,7 +63,6 @@ __all__ = [
     "activity_groups",
     "evaluate_ranking",
     "mf_score_fn",
-    "mostpop_scores",
     "top_k_items",
 ]
 
@@ -422,22 +421,6 @@ def activity_groups(train: np.ndarray, n: int, n_groups: int = 5, column: int = 
     order = active[np.argsort(counts[active], kind="stable")]
     groups[order] = (np.arange(len(order)) * n_groups) // max(len(order), 1)
     return groups
-
-
-def mostpop_scores(train: np.ndarray, n_items: int) -> torch.Tensor:
-    """Popularity score per item: its number of distinct training users, float32 ``(n_items,)``.
-
-    To evaluate MostPop: ``evaluate_ranking(lambda u: pop.to(u.device).expand(len(u), -1), ...)``
-    (the expanded view is copied before masking).
-    """
-    n_items = int(n_items)
-    if n_items < 1:
-        raise PmtrecError(f"n_items must be positive, got {n_items}")
-    pairs = _as_pairs("train", train, None, n_items)
-    if len(pairs) == 0:
-        return torch.zeros(n_items, dtype=torch.float32)
-    items = _pair_keys(pairs, n_items) % n_items
-    return torch.as_tensor(np.bincount(items, minlength=n_items), dtype=torch.float32)
 
 
 def mf_score_fn(user_emb: torch.Tensor, item_emb: torch.Tensor) -> ScoreFn:

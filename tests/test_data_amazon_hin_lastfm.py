@@ -109,12 +109,13 @@ def assert_undirected_links(links: np.ndarray, n: int) -> None:
 
 
 # ----------------------------------------------------------------------------- amazon-hin
-def test_sources_are_registered_and_in_the_workflow_schema():
-    import yaml
+def test_sources_are_registered_with_their_files_and_relations():
+    from pmtrec.data.sources import source_info
 
-    schema = yaml.safe_load((Path(__file__).parents[1] / "workflow/schemas/config.schema.yaml").read_text())
-    enum = schema["properties"]["datasets"]["additionalProperties"]["properties"]["source"]["enum"]
-    assert {"amazon-hin", "lastfm"} <= set(SOURCES) and set(enum) == set(SOURCES)
+    assert {"amazon-hin", "lastfm"} <= set(SOURCES)
+    assert source_info("amazon-hin").raw_files and source_info("lastfm").raw_files
+    assert set(source_info("amazon-hin").relations) == {"category", "coview"}
+    assert set(source_info("lastfm").relations) == {"social", "category"}
 
 
 def test_coview_pairs_are_the_item_pairs_sharing_a_view_node():

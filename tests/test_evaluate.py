@@ -13,13 +13,13 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from pmtrec.errors import DataError, PmtrecError
+from pmtrec.methods.mostpop import mostpop_scores
 from pmtrec.evaluate import (
     METRICS,
     EvalResult,
     activity_groups,
     evaluate_ranking,
     mf_score_fn,
-    mostpop_scores,
     top_k_items,
 )
 

@@ -185,7 +185,7 @@ def test_an_epoch_with_every_batch_skipped_is_an_error(data, n_batches, nan_meth
 
 
 def test_unknown_on_nonfinite_value_is_a_config_error(data):
-    with pytest.raises(ConfigError, match=r"train.on_nonfinite: must be stop or skip, got 'ignore'"):
+    with pytest.raises(ConfigError, match=r"train.on_nonfinite: expected one of stop, skip, got 'ignore'"):
         Trainer(cfg("train.on_nonfinite=ignore"), data)
 
 

@@ -1,7 +1,7 @@
 """The report: table loading and formatting, the notebooks, the typst PDF (pmtrec.report).
 
 The fast tests build synthetic aggregated tables with the real pmtrec.aggregate
-(pmtrec.report.synthetic), run the notebooks' code in-process and compile the PDF; one test runs
+(tests/synthetic_study.py), run the notebooks' code in-process and compile the PDF; one test runs
 a notebook through papermill to check that a missing table fails with one line. The slow test
 runs the workflow on the CI config (.test/config/config.yaml) and checks its PDF.
 """
@@ -41,7 +41,7 @@ SECTION_TITLES = ["Datasets", "Main comparison", "Ablation", "Personalization", 
 @pytest.fixture(scope="session")
 def study(tmp_path_factory):
     """Synthetic aggregated tables (real pmtrec.aggregate on fake result records)."""
-    from pmtrec.report.synthetic import synthetic_study
+    from synthetic_study import synthetic_study
 
     return synthetic_study(tmp_path_factory.mktemp("study"), datasets=("alpha", "beta"),
                            methods=["mostpop", "single", "ew", "uw", "pcgrad", "pmtrec"], seeds=(0, 1, 2),
@@ -134,18 +134,6 @@ def test_formatting():
     assert rank_marks([0.1, 0.3, 0.2, 0.3]) == [None, "best", "second", "best"]  # ties share a rank
     assert rank_marks([0.5, float("nan")]) == ["best", None]
     assert [sig_marker(p) for p in (0.001, 0.03, 0.2, float("nan"))] == ["**", "*", "", ""]
-
-
-def test_style_colours_cover_every_method():
-    from pmtrec.methods import available
-
-    methods = available()
-    missing = [m for m in methods if m not in style.METHOD_COLORS]
-    assert not missing, f"no report colour for {missing}"
-    colours = [style.color(m) for m in methods]
-    assert len(set(colours)) == len(colours), "two methods share a colour"
-    assert all(m in style.METHOD_LABELS for m in methods)
-    assert style.order_methods(["pmtrec", "ew", "zzz", "mostpop"]) == ["mostpop", "ew", "pmtrec", "zzz"]
 
 
 def test_main_table_marks(study):

@@ -28,7 +28,7 @@ def read_probes(path: str | Path) -> dict:
 
 def run_embeddings(path: str | Path):
     """The embeddings a result JSON points to (its ``embeddings`` entry), checked against their hash."""
-    from pmtrec.aggregate import load_result  # the one reader of result JSON (schema-checked)
+    from pmtrec.training.results import load_result  # the one reader of result JSON (schema-checked)
     from pmtrec.embeddings import read_embeddings
 
     result = load_result(path)
@@ -45,7 +45,8 @@ def probe_run(result_path: str | Path, data, *, folds: int = 5, seed: int = 0) -
     result, emb = run_embeddings(result_path)
     groups = int((result.get("config") or {}).get("eval", {}).get("groups", 5))
     rows = probe_all(emb.user, emb.item, data, n_groups=groups, folds=folds, seed=seed)
-    return {"schema": PROBES_SCHEMA, "dataset": result["dataset"], "method": result["method"],
+    dataset = (result.get("labels") or {}).get("dataset", result["dataset"])  # the study's name, when labelled
+    return {"schema": PROBES_SCHEMA, "dataset": str(dataset), "method": result["method"],
             "seed": result["seed"], "embeddings_sha256": result["embeddings"]["sha256"], "folds": folds,
             "probe_seed": seed, "rows": rows.to_dict(orient="records")}
 

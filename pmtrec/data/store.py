@@ -197,3 +197,89 @@ def read_prepared(in_dir: str | os.PathLike, verify: bool = True) -> Prepared:
         user_raw=maps["user_raw"], item_raw=maps["item_raw"], category_raw=maps["category_raw"],
         stats=stats,
     )
+
+
+# Keys that only locate raw files: a run may differ from its prepared folder in these.
+LOCATION_KEYS = ("dataset.mirror", "dataset.cache")
+
+
+def _flat(tree: dict, prefix: str) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in tree.items():
+        if isinstance(value, dict) and value:
+            out.update(_flat(value, f"{prefix}{key}."))
+        else:
+            out[f"{prefix}{key}"] = value
+    return out
+
+
+def adopt_prepared_config(cfg: dict[str, Any], in_dir: str | os.PathLike, explicit: set[str]
+                          ) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The run config with the ``dataset`` and ``preprocess`` sections the folder was prepared
+    with (meta.json), and the folder's identity for the result (path, config hash, files hash).
+
+    A key the caller set explicitly (``explicit``: dotted keys of --config and --set) that
+    differs from the folder's is a one-line DataError: the run would record one dataset and
+    train on another.
+    """
+    import copy
+    import hashlib
+
+    in_dir = Path(in_dir)
+    meta = read_meta(in_dir)
+    files_hash = hashlib.sha256(json.dumps(meta["files"], sort_keys=True).encode()).hexdigest()[:16]
+    info = {"path": str(in_dir), "config_hash": meta.get("config_hash"), "files_hash": files_hash}
+    prepared = meta.get("config")
+    if not isinstance(prepared, dict):  # written without its config: nothing to adopt
+        return cfg, info
+    ours = _flat({k: cfg.get(k) or {} for k in ("dataset", "preprocess")}, "")
+    theirs = _flat({k: prepared.get(k) or {} for k in ("dataset", "preprocess")}, "")
+    for key in sorted(explicit):
+        if key in theirs and key not in LOCATION_KEYS and ours.get(key) != theirs[key]:
+            raise DataError(f"{key}: {ours.get(key)!r} conflicts with {in_dir / 'meta.json'}, prepared with "
+                            f"{theirs[key]!r} (drop the key: the run takes the folder's dataset and preprocess "
+                            "settings; or prepare again)")
+    def merged(base: Any, update: Any) -> Any:  # the folder's values win, keys it lacks stay
+        if isinstance(base, dict) and isinstance(update, dict):
+            return {**base, **{k: merged(base.get(k), v) for k, v in update.items()}}
+        return copy.deepcopy(update)
+
+    out = copy.deepcopy(cfg)
+    for section in ("dataset", "preprocess"):
+        out[section] = merged(out.get(section) or {}, prepared.get(section) or {})
+    for key in LOCATION_KEYS:  # where the raw files are is the run's own business
+        section, leaf = key.split(".")
+        if leaf in (cfg.get(section) or {}):
+            out[section][leaf] = cfg[section][leaf]
+    return out, info
+
+
+def read_stats(in_dir: str | os.PathLike) -> dict[str, Any]:
+    """The statistics of a prepared folder (stats.json)."""
+    path = Path(in_dir) / "stats.json"
+    try:
+        stats = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as exc:
+        raise DataError(f"{path}: cannot read dataset statistics ({exc})") from None
+    if not isinstance(stats, dict):
+        raise DataError(f"{path}: not a statistics mapping")
+    return stats
+
+
+def read_degrees(in_dir: str | os.PathLike, split: str | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """User and item degrees (number of interactions, of one split or all) of a prepared folder."""
+    path = Path(in_dir) / "interactions.parquet"
+    if not path.is_file():
+        raise DataError(f"{path}: prepared interactions missing (run: snakemake --cores 1 prepare)")
+    try:
+        table = pq.read_table(path, columns=["user", "item", "split"])
+    except Exception as exc:  # pyarrow raises several types; one line is what matters
+        raise DataError(f"{path}: cannot read prepared interactions ({type(exc).__name__}: "
+                        f"{str(exc).splitlines()[0] if str(exc) else ''})") from None
+    if split is not None:
+        table = table.filter(pc.equal(table["split"], split))
+    if table.num_rows == 0:
+        raise DataError(f"{path}: no interactions")
+    users = table["user"].to_numpy()
+    items = table["item"].to_numpy()
+    return np.bincount(users), np.bincount(items)

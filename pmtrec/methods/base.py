@@ -111,11 +111,25 @@ class StepOutput:
 
 
 class Method(nn.Module):
-    """Base class of every multi-task method. Subclasses set ``name``."""
+    """Base class of every multi-task method. Subclasses set ``name`` and the catalogue metadata.
+
+    The metadata (read by :mod:`pmtrec.methods.registry`, hence by the CLI, the workflow and the
+    report) is class attributes: ``label``, ``colour`` (hex) and ``order`` for the report,
+    ``family``, ``implementation``, ``stateful`` (keeps state across steps, checkpointed), ``task_set`` ("all": every
+    task the dataset has; "main": the main task alone) and ``tunable`` (hyperparameter -> the range
+    a study's grid should search: ``(low, high)`` for numbers, the choices for strings).
+    """
 
     name: ClassVar[str]
+    family: ClassVar[str] = "loss weighting"
+    label: ClassVar[str] = ""
+    colour: ClassVar[str] = ""
+    order: ClassVar[int] = 1000
+    stateful: ClassVar[bool] = False
+    task_set: ClassVar[str] = "all"
+    tunable: ClassVar[dict[str, tuple]] = {}
+    implementation: ClassVar[str] = "hand"  # or the library it wraps, for docs/methods.md
     uses_grads: ClassVar[bool] = False
-    main_only: ClassVar[bool] = False  # True: the trainer builds the main task alone
 
     def __init__(self, task_names: Sequence[str]) -> None:
         super().__init__()
@@ -156,6 +170,7 @@ class LossWeighting(Method):
 class GradientMethod(Method):
     """Combines per-task row gradients [K, R, d] into one row gradient [R, d]."""
 
+    family = "gradient"
     uses_grads = True
 
     def aggregate(self, grads: torch.Tensor, ctx: StepContext) -> StepOutput:

@@ -88,6 +88,10 @@ class MGDA(_GramianMethod):
     """
 
     name = "mgda"
+    implementation = "hand (exact QP, quadprog)"
+    label = "MGDA"
+    colour = "#CC6677"
+    order = 100
 
     def gramian_weights(self, gramian: torch.Tensor) -> torch.Tensor:
         return min_norm_weights(gramian)
@@ -104,6 +108,10 @@ class PCGrad(_GramianMethod):
     """
 
     name = "pcgrad"
+    implementation = "torchjd `PCGradWeighting`"
+    label = "PCGrad"
+    colour = "#0077BB"
+    order = 110
 
     def __init__(self, task_names: Sequence[str]) -> None:
         super().__init__(task_names)
@@ -124,6 +132,12 @@ class GradVac(_GramianMethod):
     """
 
     name = "gradvac"
+    implementation = "torchjd `GradVacWeighting`"
+    label = "GradVac"
+    colour = "#77AADD"
+    order = 120
+    stateful = True
+    tunable = {"beta": (0.001, 0.1)}
 
     def __init__(self, task_names: Sequence[str], beta: float = 0.01, eps: float = 1e-8) -> None:
         super().__init__(task_names)
@@ -149,6 +163,11 @@ class CAGrad(_GramianMethod):
     """
 
     name = "cagrad"
+    implementation = "torchjd `CAGradWeighting`"
+    label = "CAGrad"
+    colour = "#004488"
+    order = 130
+    tunable = {"c": (0.2, 0.6)}
 
     def __init__(self, task_names: Sequence[str], c: float = 0.4, rescale: bool = True) -> None:
         super().__init__(task_names)
@@ -170,6 +189,10 @@ class IMTLG(_GramianMethod):
     """
 
     name = "imtl"
+    implementation = "torchjd `IMTLGWeighting`"
+    label = "IMTL"
+    colour = "#997700"
+    order = 140
 
     def __init__(self, task_names: Sequence[str]) -> None:
         super().__init__(task_names)
@@ -190,6 +213,11 @@ class AlignedMTL(_GramianMethod):
     """
 
     name = "alignedmtl"
+    implementation = "torchjd `AlignedMTLWeighting`"
+    label = "Aligned-MTL"
+    colour = "#BBCC33"
+    order = 160
+    tunable = {"scale_mode": ("min", "median", "rmse")}
 
     def __init__(self, task_names: Sequence[str], scale_mode: str = "min") -> None:
         super().__init__(task_names)
@@ -210,6 +238,10 @@ class UPGrad(_GramianMethod):
     """
 
     name = "upgrad"
+    implementation = "torchjd `UPGradWeighting`"
+    label = "UPGrad"
+    colour = "#FFAABB"
+    order = 170
 
     def __init__(self, task_names: Sequence[str]) -> None:
         super().__init__(task_names)
@@ -276,6 +308,11 @@ class NashMTL(GradientMethod):
     """
 
     name = "nashmtl"
+    implementation = "torchjd `NashMTL` weighting (DPP form)"
+    label = "Nash-MTL"
+    colour = "#99DDFF"
+    order = 150
+    stateful = True
 
     def __init__(self, task_names: Sequence[str], max_norm: float = 1.0, update_weights_every: int = 1,
                  optim_niter: int = 20) -> None:

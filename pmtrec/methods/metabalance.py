@@ -29,6 +29,11 @@ class MetaBalance(GradientMethod):
     """
 
     name = "metabalance"
+    label = "MetaBalance"
+    colour = "#6699CC"
+    order = 180
+    stateful = True
+    tunable = {"relax": (0.5, 0.9)}
 
     def __init__(self, task_names: Sequence[str], relax: float = 0.7, beta: float = 0.9,
                  strategy: str = "all") -> None:

@@ -73,6 +73,10 @@ class PMTRec(GradientMethod):
     """Personalised task weighting + gradient magnitude balancing + task focusing, per embedding row."""
 
     name = "pmtrec"
+    label = "PMTRec"
+    colour = "#D55E00"
+    order = 200
+    tunable = {"tau": (0.25, 4.0), "focus_max": (0.0, 1.0), "focus_rows": ("main", "all")}
 
     def __init__(self, task_names, personalized: bool = True, balance: bool = True, tau: float = 1.0,
                  focus: bool = True, align: bool = True, progressive: bool = True, focus_max: float = 0.5,
@@ -197,9 +201,11 @@ def _quad_norm(a: torch.Tensor, gram: torch.Tensor) -> torch.Tensor:
     return (a[:, None] * gram * a[None, :]).sum((0, 1)).clamp_min(0).sqrt()
 
 
-register_variant("pmtrec-no-personal", "pmtrec", personalized=False)
-register_variant("pmtrec-no-focus", "pmtrec", focus=False)
-register_variant("pmtrec-no-align", "pmtrec", align=False)
-register_variant("pmtrec-no-progressive", "pmtrec", progressive=False)
-register_variant("pmtrec-no-balance", "pmtrec", balance=False)
-register_variant("pmtrec-none", "pmtrec", personalized=False, balance=False, focus=False)
+# The ablations: each switches off one component (labels and colours are the report's).
+register_variant("pmtrec-no-personal", "pmtrec", label="w/o personalization", colour="#E69F00", personalized=False)
+register_variant("pmtrec-no-focus", "pmtrec", label="w/o focus", colour="#CC79A7", focus=False)
+register_variant("pmtrec-no-align", "pmtrec", label="w/o alignment", colour="#56B4E9", align=False)
+register_variant("pmtrec-no-progressive", "pmtrec", label="w/o progressive", colour="#009E73", progressive=False)
+register_variant("pmtrec-no-balance", "pmtrec", label="w/o balance", colour="#8C510A", balance=False)
+register_variant("pmtrec-none", "pmtrec", label="w/o all three", colour="#555555", personalized=False,
+                 balance=False, focus=False)

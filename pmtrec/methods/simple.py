@@ -13,7 +13,10 @@ class Single(LossWeighting):
     """Main task only (weight 1 on task 0, 0 elsewhere): the no-multi-task baseline."""
 
     name = "single"
-    main_only = True
+    label = "Single-task"
+    colour = "#777777"
+    order = 10
+    task_set = "main"
 
     def weights(self, ctx: StepContext) -> torch.Tensor:
         w = torch.zeros(ctx.n_tasks, device=ctx.losses.device)
@@ -26,6 +29,9 @@ class EqualWeight(LossWeighting):
     """EW: the plain sum of the task losses."""
 
     name = "ew"
+    label = "EW"
+    colour = "#332288"
+    order = 20
 
     def weights(self, ctx: StepContext) -> torch.Tensor:
         return torch.ones(ctx.n_tasks, device=ctx.losses.device)

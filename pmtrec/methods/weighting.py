@@ -61,6 +61,9 @@ class StaticWeighting(LossWeighting):
     """
 
     name = "static"
+    label = "Static"
+    colour = "#DDCC77"
+    order = 30
 
     def __init__(self, task_names: Sequence[str], weights: Sequence[float] | Mapping[str, float] | None = None) -> None:
         super().__init__(task_names)
@@ -104,6 +107,10 @@ class UncertaintyWeighting(LossWeighting):
     """
 
     name = "uw"
+    label = "UW"
+    colour = "#117733"
+    order = 40
+    stateful = True
 
     def __init__(self, task_names: Sequence[str]) -> None:
         super().__init__(task_names)
@@ -125,6 +132,11 @@ class DynamicWeightAverage(LossWeighting):
     """
 
     name = "dwa"
+    label = "DWA"
+    colour = "#88CCEE"
+    order = 50
+    stateful = True
+    tunable = {"temperature": (1.0, 5.0)}
 
     def __init__(self, task_names: Sequence[str], temperature: float = 2.0) -> None:
         super().__init__(task_names)
@@ -154,6 +166,9 @@ class RandomLossWeighting(LossWeighting):
     """
 
     name = "rlw"
+    label = "RLW"
+    colour = "#44AA99"
+    order = 70
 
     def weights(self, ctx: StepContext) -> torch.Tensor:
         z = torch.randn(self.n_tasks)
@@ -175,6 +190,11 @@ class FAMO(LossWeighting):
     """
 
     name = "famo"
+    label = "FAMO"
+    colour = "#999933"
+    order = 80
+    stateful = True
+    tunable = {"gamma": (0.001, 0.01), "w_lr": (0.01, 0.025)}
 
     def __init__(self, task_names: Sequence[str], gamma: float = 1e-3, w_lr: float = 0.025, eps: float = 1e-8) -> None:
         super().__init__(task_names)
@@ -215,6 +235,12 @@ class GradNorm(GradientMethod):
     """
 
     name = "gradnorm"
+    label = "GradNorm"
+    colour = "#882255"
+    order = 60
+    family = "weighting from gradients"
+    stateful = True
+    tunable = {"alpha": (0.5, 3.0)}
 
     def __init__(self, task_names: Sequence[str], alpha: float = 1.5, w_lr: float = 1e-3) -> None:
         super().__init__(task_names)
@@ -260,6 +286,12 @@ class DBMTL(GradientMethod):
     """
 
     name = "dbmtl"
+    label = "DB-MTL"
+    colour = "#AA4499"
+    order = 90
+    family = "weighting from gradients"
+    stateful = True
+    tunable = {"beta": (0.9, 0.99), "beta_sigma": (0.25, 0.5)}
 
     def __init__(self, task_names: Sequence[str], beta: float = 0.9, beta_sigma: float = 0.5,
                  eps: float = 1e-8) -> None:

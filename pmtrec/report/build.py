@@ -47,10 +47,12 @@ def _git_commit(cwd: Path = ROOT) -> str | None:
 def _result_fields(paths: Iterable[str | Path]) -> dict[str, list[str]]:
     """Distinct git_commit / config_hash / device / version values over the result JSONs."""
     seen: dict[str, dict[str, None]] = {"git_commit": {}, "config_hash": {}, "device": {}, "version": {}}
+    from pmtrec.training.results import ResultError, load_result  # the one reader of result JSON
+
     for p in paths:
         try:
-            r = json.loads(Path(p).read_text())
-        except (OSError, json.JSONDecodeError):
+            r = load_result(p)
+        except ResultError:  # aggregate has refused it already; the title page lists the readable ones
             continue
         for key in seen:
             if r.get(key):
@@ -108,7 +110,10 @@ def provenance(tables_dir: str | Path | None = None, results: Iterable[str | Pat
             main = summary[summary["kind"] == "main"]
             methods = list(dict.fromkeys(main["method"]))
             if methods:
+                from pmtrec.report.data import use_study_methods
                 from pmtrec.report.style import label, order_methods
+
+                use_study_methods(tdir)  # labels of plugin methods too
 
                 rows.append(("Methods", ", ".join(label(m) for m in order_methods(methods))))
                 rows.append(("Seeds per method", _short_list(sorted({str(int(n)) for n in main["n"]}), 5)))

@@ -39,8 +39,28 @@ REQUIRED_COLUMNS = {
     "ablation": ["dataset", "method", "split", "metric", "mean", "std", "n", "delta", "rel_delta"],
     "dataset_stats": ["dataset", "users", "items", "interactions", "density"],
     "tuning": ["dataset", "method", "variant", "seed", "metric", "value", "selected"],
+    "methods": ["method", "kind", "family", "label", "colour", "order"],
 }
 _HINT = "run the workflow's aggregate step first: snakemake --cores 1 tables"
+_METHODS_SEEN: set[Path] = set()
+
+
+def use_study_methods(tables_dir: str | Path) -> None:
+    """The study's methods table (labels, colours, order; plugin methods included) for the figures."""
+    path = Path(tables_dir) / "methods.csv"
+    if path in _METHODS_SEEN or not path.is_file() or path.stat().st_size == 0:
+        return
+    from pmtrec.report import style
+
+    _METHODS_SEEN.add(path)
+    try:
+        df = pd.read_csv(path, keep_default_na=False)
+    except (pd.errors.ParserError, pd.errors.EmptyDataError) as exc:
+        raise ReportError(f"{path}: unreadable table ({exc})") from None
+    missing = {"method", "label", "colour", "order"} - set(df.columns)
+    if missing:
+        raise ReportError(f"{path}: column(s) {', '.join(sorted(missing))} missing ({_HINT})")
+    style.use_methods_table(df)
 
 
 def load_table(tables_dir: str | Path, name: str, *, columns: Sequence[str] | None = None,
@@ -51,6 +71,7 @@ def load_table(tables_dir: str | Path, name: str, *, columns: Sequence[str] | No
     but no rows is an error unless ``allow_empty`` (for the optional ones, e.g. cosines).
     """
     path = Path(tables_dir) / f"{name}.csv"
+    use_study_methods(Path(tables_dir))
     if not path.is_file():
         raise ReportError(f"{path}: table missing ({_HINT})")
     if path.stat().st_size == 0:
@@ -113,20 +134,14 @@ def metrics_of(df: pd.DataFrame, families: Sequence[str] = ("recall", "ndcg")) -
 
 
 def degrees(prepared_dir: str | Path, split: str | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """User and item degrees (number of interactions) of a prepared dataset (docs/data_format.md)."""
-    path = Path(prepared_dir) / "interactions.parquet"
-    if not path.is_file():
-        raise ReportError(f"{path}: prepared interactions missing (run: snakemake --cores 1 prepare)")
+    """User and item degrees (number of interactions) of a prepared dataset (pmtrec.data.store)."""
+    from pmtrec.data.store import read_degrees
+    from pmtrec.errors import DataError
+
     try:
-        df = pd.read_parquet(path, columns=["user", "item", "split"])
-    except Exception as exc:  # pyarrow raises several types; one line is what matters
-        raise ReportError(f"{path}: cannot read prepared interactions ({type(exc).__name__}: "
-                          f"{str(exc).splitlines()[0] if str(exc) else ''})") from None
-    if split is not None:
-        df = df[df["split"] == split]
-    if df.empty:
-        raise ReportError(f"{path}: no interactions")
-    return (np.bincount(df["user"].to_numpy()), np.bincount(df["item"].to_numpy()))
+        return read_degrees(prepared_dir, split)
+    except DataError as exc:
+        raise ReportError(str(exc)) from None
 
 
 def load_benchmark_csvs(paths: Iterable[str | Path]) -> pd.DataFrame:

@@ -14,6 +14,10 @@ from typing import Any
 
 from pmtrec.errors import PmtrecError
 
+# The report's notebooks (notebooks/<name>.ipynb), in the PDF's order: the one list of them.
+NOTEBOOKS = ("01_datasets", "02_main_comparison", "03_ablation", "04_personalization", "05_training_dynamics",
+             "06_sensitivity", "07_efficiency", "08_embeddings")
+
 PREFIX = "pmtrec report: error: "
 
 

@@ -14,51 +14,50 @@ from typing import Iterable
 
 REFERENCE = "pmtrec"
 
-# Display order of the methods: the non-learned reference points, the loss-weighting baselines,
-# the gradient-manipulation baselines, PMTRec, then its ablation variants.
-METHOD_ORDER = (
-    "mostpop", "single", "ew", "static", "uw", "dwa", "gradnorm", "rlw", "famo", "dbmtl",
-    "mgda", "pcgrad", "gradvac", "cagrad", "imtl", "nashmtl", "alignedmtl", "upgrad", "metabalance",
-    "pmtrec",
-    "pmtrec-no-personal", "pmtrec-no-focus", "pmtrec-no-align", "pmtrec-no-progressive",
-    "pmtrec-no-balance", "pmtrec-none",
-)
-
-METHOD_LABELS = {
-    "mostpop": "MostPop", "single": "Single-task", "ew": "EW", "static": "Static", "uw": "UW",
-    "dwa": "DWA", "gradnorm": "GradNorm", "rlw": "RLW", "famo": "FAMO", "dbmtl": "DB-MTL",
-    "mgda": "MGDA", "pcgrad": "PCGrad", "gradvac": "GradVac", "cagrad": "CAGrad", "imtl": "IMTL",
-    "nashmtl": "Nash-MTL", "alignedmtl": "Aligned-MTL", "upgrad": "UPGrad", "metabalance": "MetaBalance",
-    "pmtrec": "PMTRec",
-    "pmtrec-no-personal": "w/o personalization", "pmtrec-no-focus": "w/o focus",
-    "pmtrec-no-align": "w/o alignment", "pmtrec-no-progressive": "w/o progressive",
-    "pmtrec-no-balance": "w/o balance", "pmtrec-none": "w/o all three",
-}
-
-METHOD_COLORS = {
-    # reference points: greys
-    "mostpop": "#BBBBBB", "single": "#777777",
-    # baselines: Tol muted / light / bright / high-contrast (no vermillion or orange: PMTRec's)
-    "ew": "#332288", "static": "#DDCC77", "uw": "#117733", "dwa": "#88CCEE", "gradnorm": "#882255",
-    "rlw": "#44AA99", "famo": "#999933", "dbmtl": "#AA4499", "mgda": "#CC6677", "pcgrad": "#0077BB",
-    "gradvac": "#77AADD", "cagrad": "#004488", "imtl": "#997700", "nashmtl": "#99DDFF",
-    "alignedmtl": "#BBCC33", "upgrad": "#FFAABB", "metabalance": "#6699CC",
-    # the proposed method
-    "pmtrec": "#D55E00",
-    # ablation variants: Okabe-Ito (+ browns), shown next to PMTRec
-    "pmtrec-no-personal": "#E69F00", "pmtrec-no-focus": "#CC79A7", "pmtrec-no-align": "#56B4E9",
-    "pmtrec-no-progressive": "#009E73", "pmtrec-no-balance": "#8C510A", "pmtrec-none": "#555555",
-}
-
 _MARKERS = ("o", "s", "^", "v", "D", "P", "X", "<", ">", "p", "h", "*", "d", "H", "8")
-METHOD_MARKERS = {m: _MARKERS[i % len(_MARKERS)] for i, m in enumerate(METHOD_ORDER)}
-METHOD_MARKERS[REFERENCE] = "*"
+_FALLBACK = ("#4477AA", "#EE6677", "#228833", "#CCBB44", "#66CCEE", "#AA3377", "#BBBBBB", "#000000")
+
+# Method labels, colours and display order come from the catalogue (pmtrec.methods: each class
+# carries its own); a study's methods table (tables/methods.csv, written by aggregate) adds those
+# of plugin methods, which this process may not have imported (use_methods_table).
+_EXTRA: dict[str, dict] = {}
+
+
+def _catalogue() -> dict[str, dict]:
+    from pmtrec.methods import entries
+
+    return {e.name: {"label": e.label, "colour": e.colour, "order": e.order} for e in entries()}
+
+
+def _info(method: str) -> dict | None:
+    global _CATALOGUE
+    if _CATALOGUE is None:
+        _CATALOGUE = _catalogue()
+    return _EXTRA.get(method) or _CATALOGUE.get(method)
+
+
+_CATALOGUE: dict[str, dict] | None = None
+
+
+def use_methods_table(df) -> None:
+    """Display metadata of a study's methods (columns method, label, colour, order)."""
+    for r in df.to_dict("records"):
+        colour = r.get("colour")
+        _EXTRA[str(r["method"])] = {"label": str(r["label"]), "colour": colour if isinstance(colour, str) else "",
+                                    "order": int(r["order"])}
+
+
+def method_order() -> list[str]:
+    """Every known method name in display order."""
+    _info("")
+    names = {**(_CATALOGUE or {}), **_EXTRA}
+    return sorted(names, key=lambda m: (names[m]["order"], m))
+
 
 # Auxiliary tasks and their colours (Okabe-Ito; "rec" is the main task).
 TASK_ORDER = ("rec", "social", "category", "coview")
 TASK_LABELS = {"rec": "rec (main)", "social": "social", "category": "category", "coview": "co-view"}
 TASK_COLORS = {"rec": "#0072B2", "social": "#E69F00", "category": "#009E73", "coview": "#CC79A7"}
-_FALLBACK = ("#4477AA", "#EE6677", "#228833", "#CCBB44", "#66CCEE", "#AA3377", "#BBBBBB", "#000000")
 
 # Print sizes (inches) for an A4 page with ~2 cm margins: full text width and half of it.
 FULL_WIDTH = 6.6
@@ -67,11 +66,9 @@ FONT_SIZE = 9
 
 
 def method_key(method: str) -> tuple:
-    """Sort key: the display order above, unknown methods after, alphabetically."""
-    try:
-        return (METHOD_ORDER.index(method), "")
-    except ValueError:
-        return (len(METHOD_ORDER), method)
+    """Sort key: the catalogue's display order, unknown methods after, alphabetically."""
+    info = _info(method)
+    return (info["order"], method) if info else (10**9, method)
 
 
 def order_methods(methods: Iterable[str]) -> list[str]:
@@ -79,18 +76,24 @@ def order_methods(methods: Iterable[str]) -> list[str]:
 
 
 def label(method: str) -> str:
-    return METHOD_LABELS.get(method, method)
+    info = _info(method)
+    return info["label"] if info and info["label"] else method
 
 
 def color(method: str) -> str:
-    if method in METHOD_COLORS:
-        return METHOD_COLORS[method]
+    info = _info(method)
+    if info and info["colour"]:
+        return info["colour"]
     # stable for unknown names (hash() of str is salted per process, so do it by hand)
     return _FALLBACK[sum(map(ord, method)) % len(_FALLBACK)]
 
 
 def marker(method: str) -> str:
-    return METHOD_MARKERS.get(method, _MARKERS[sum(map(ord, method)) % len(_MARKERS)])
+    if method == REFERENCE:
+        return "*"
+    order = method_order()
+    i = order.index(method) if method in order else sum(map(ord, method))
+    return _MARKERS[i % len(_MARKERS)]
 
 
 def palette(methods: Iterable[str]) -> dict[str, str]:

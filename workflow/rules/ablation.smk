@@ -18,6 +18,7 @@ use rule train as ablation with:
         seed=lambda wc: int(wc.seed),
         config=lambda wc: STUDY.train_params(wc.dataset, wc.method)["config"],
         sets=lambda wc: STUDY.train_params(wc.dataset, wc.method)["sets"],
+        labels=lambda wc: STUDY.labels("ablation", wc.dataset, wc.method, wc.seed),
         embeddings="",
         checkpoint=lambda wc: checkpoint_path(
             "ablation", f"{wc.dataset}/{wc.method}/seed{wc.seed}-{STUDY.train_params(wc.dataset, wc.method)['tag']}"

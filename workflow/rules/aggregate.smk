@@ -1,6 +1,6 @@
-# Stage 6: aggregate. Every result JSON (validated against pmtrec/schemas/result.schema.json),
-# the Snakemake benchmark files, the dataset statistics and the embedding analysis's probes and
-# maps -> tidy CSV tables in results/tables/
+# Stage 6: aggregate. Every result JSON (validated against pmtrec/schemas/result.schema.json; each
+# says what it is in the study through its labels), the Snakemake benchmark files, the dataset
+# statistics and the embedding analysis's probes and maps -> tidy CSV tables in results/tables/
 # (pmtrec.aggregate; the columns are documented in config/README.md).
 
 ENTRIES = STUDY.result_entries()
@@ -20,10 +20,8 @@ rule aggregate:
     log:
         f"{LOGS}/aggregate.log",
     params:
-        entries=canon(ENTRIES),
         datasets={d: prepared_dir(d) for d in STUDY.datasets},
         maps=STUDY.maps(),
-        probes=STUDY.probe_entries(),
         significance=canon(config["significance"]),
         tune_metric=config["tune"]["metric"],
         outdir=lambda wildcards, output: os.path.dirname(output[0]),

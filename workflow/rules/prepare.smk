@@ -9,6 +9,7 @@ rule prepare:
     """Canonical prepared dataset of one configured dataset."""
     input:
         download_input,
+        local_inputs,
     output:
         directory(prepared_dir("{dataset}")),
     log:

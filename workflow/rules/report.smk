@@ -6,7 +6,6 @@
 # the figures and the PDF (captions in workflow/report/).
 
 NB_RES = STUDY.resources["notebook"]
-REPORT_DIR = f"{RESULTS}/report"
 # The typst template; when the working directory has none (a copy of the workflow alone), the
 # builder uses the one next to the installed pmtrec package (editable install).
 REPORT_TEMPLATE = ["reports/template.typ"] if os.path.isfile("reports/template.typ") else []

@@ -21,6 +21,7 @@ use rule train as sensitivity with:
         seed=lambda wc: int(wc.seed),
         config=lambda wc: sens_params(wc)["config"],
         sets=lambda wc: sens_params(wc)["sets"],
+        labels=lambda wc: STUDY.labels("sensitivity", wc.dataset, wc.method, wc.seed, wc.point),
         embeddings="",
         checkpoint=lambda wc: checkpoint_path(
             "sensitivity", f"{wc.dataset}/{wc.method}/{wc.point}/seed{wc.seed}-{sens_params(wc)['tag']}"

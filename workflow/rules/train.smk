@@ -9,15 +9,15 @@
 # pmtrec.gpu_slots, which pins the job to one free GPU on a multi-GPU workstation (and does
 # nothing without GPUs or under SLURM). A checkpoint is written every epoch so that a retried
 # job (preempted or timed out) resumes; it is deleted when the job succeeds. Main runs also save
-# their best-epoch embedding tables beside the result (for rules probe and embedding_map); MostPop
-# has none (rule train_without_embeddings), and tuning, ablation and sensitivity runs keep none.
+# their best-epoch embedding tables beside the result (for rules probe and embedding_map); a
+# baseline model (MostPop) has none (rule train_without_embeddings), and tuning, ablation and sensitivity runs keep none.
 
 TRAIN_RES = STUDY.resources["train"]
 
 TRAIN_SHELL = (
     "python -m pmtrec.gpu_slots -- "
     "pmtrec train --data {input.data} --method {params.method} --seed {params.seed} "
-    "--device auto --threads {threads} {params.config} {params.sets} "
+    "--device auto --threads {threads} {params.config} {params.sets} {params.labels} "
     "--out {output.json} {params.embeddings} --checkpoint {params.checkpoint} -q > {log} 2>&1 "
     "&& rm -f {params.checkpoint}"
 )
@@ -40,6 +40,7 @@ rule train:
         seed=lambda wc: int(wc.seed),
         config=lambda wc: STUDY.train_params(wc.dataset, wc.method)["config"],
         sets=lambda wc: STUDY.train_params(wc.dataset, wc.method)["sets"],
+        labels=lambda wc: STUDY.labels("main", wc.dataset, wc.method, wc.seed),
         # rules derived with an output of their own (no `emb`) save no tables
         embeddings=lambda wc, output: f"--embeddings {output.emb}" if getattr(output, "emb", None) else "",
         checkpoint=lambda wc: checkpoint_path(
@@ -58,7 +59,7 @@ rule train:
 
 use rule train as train_without_embeddings with:
     wildcard_constraints:
-        method="|".join(sorted(NO_EMBEDDINGS)),
+        method="|".join(STUDY.untrained_methods()) or "(?!)",  # baseline models (never matches if none)
     output:
         json=run_path("{dataset}", "{method}", "{seed}"),
 
@@ -81,6 +82,7 @@ use rule train as tune with:
         config="",
         sets=lambda wc: STUDY.train_params(wc.dataset, wc.method, STUDY.points[wc.method][wc.point],
                                            use_selected=False)["sets"],
+        labels=lambda wc: STUDY.labels("tune", wc.dataset, wc.method, point=wc.point),
         embeddings="",
         checkpoint=lambda wc: checkpoint_path("tune", f"{wc.dataset}/{wc.method}/{wc.point}-" + STUDY.train_params(
             wc.dataset, wc.method, STUDY.points[wc.method][wc.point], use_selected=False)["tag"]),

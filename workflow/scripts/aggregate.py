@@ -2,17 +2,22 @@
 
 import sys
 
-from pmtrec.aggregate import aggregate, write_tables
+from pmtrec.aggregate import aggregate, entries_from_results, write_tables
 from pmtrec.errors import PmtrecError
+from pmtrec.plugins import load_plugins
 
 sm = snakemake  # noqa: F821 (injected by Snakemake)
 sys.stderr = sys.stdout = open(sm.log[0], "w")
 
 sig = sm.params.significance
 try:
-    tables = aggregate(sm.params.entries, sm.params.datasets, reference=sig["reference"], exclude=sig["exclude"],
+    load_plugins(sm.config.get("plugins") or [])  # the methods table reads their catalogue entries
+    results = {}
+    entries = entries_from_results(list(sm.input.results), results)  # each result's own labels
+    tables = aggregate(entries, sm.params.datasets, reference=sig["reference"], exclude=sig["exclude"],
                        select_metric=sig["select_metric"], wilcoxon_min_n=sig["wilcoxon_min_n"],
-                       tune_metric=sm.params.tune_metric, probes=sm.params.probes, maps=sm.params.maps)
+                       tune_metric=sm.params.tune_metric, results=results, probes=list(sm.input.probes),
+                       maps=sm.params.maps)
 except PmtrecError as exc:
     print(f"pmtrec: error: {exc}")
     raise SystemExit(1)

@@ -1,9 +1,11 @@
 """Dataset sources: one module per source, each registering a loader ``cfg -> RawFrames``.
 
-``SOURCES`` maps a source name (``dataset.source``) to its loader. To add a source,
+``SOURCES`` maps a source name (``dataset.source``) to its loader, ``SOURCE_INFO`` to what it
+declares (raw files to download, local-file keys, the relations it can give). To add a source,
 write a module with a function ``load(cfg: dict) -> RawFrames`` and either
 
-* decorate it with ``@register("name")`` and import the module before loading, or
+* decorate it with ``@register("name", ...)`` and list the module in the config's ``plugins``
+  (docs/extending.md), or
 * put it in this package as ``pmtrec/data/sources/<name>.py`` (found by name), or
 * set ``dataset.source`` to ``"some.module:function"`` (imported on demand).
 """
@@ -11,6 +13,8 @@ write a module with a function ``load(cfg: dict) -> RawFrames`` and either
 from __future__ import annotations
 
 import importlib
+import difflib
+from dataclasses import dataclass
 from typing import Any, Callable
 
 from pmtrec.data.frames import RawFrames
@@ -20,12 +24,47 @@ Loader = Callable[[dict[str, Any]], RawFrames]
 SOURCES: dict[str, Loader] = {}
 
 
-def register(name: str) -> Callable[[Loader], Loader]:
+@dataclass(frozen=True)
+class SourceInfo:
+    """What a source declares (the workflow plans its jobs from this)."""
+
+    name: str
+    raw_files: bool = False              # reads raw files (mirror, cache, URL): a download job first
+    path_keys: tuple[str, ...] = ()      # dataset.<name> keys naming local files or URLs (workflow inputs)
+    required_keys: tuple[str, ...] = ()  # dataset.<name> keys that must be set
+    relations: tuple[str, ...] = ()      # auxiliary relations it can give: social, category, coview
+
+
+SOURCE_INFO: dict[str, SourceInfo] = {}
+
+
+def register(name: str, *, raw_files: bool = False, path_keys: tuple[str, ...] = (),
+             required_keys: tuple[str, ...] = (), relations: tuple[str, ...] = (),
+             options: dict[str, Any] | None = None) -> Callable[[Loader], Loader]:
+    """Function decorator: ``@register("name", raw_files=True, relations=("social",))``.
+
+    ``options``: the defaults of the source's own config section ``dataset.<name>`` (a plugin
+    source; the built-in ones have theirs in pmtrec/defaults.yaml).
+    """
     def wrap(fn: Loader) -> Loader:
+        if name in SOURCES and SOURCES[name] is not fn:
+            raise ValueError(f"dataset source '{name}' registered twice")
         SOURCES[name] = fn
+        if options is not None:
+            from pmtrec.plugins import SOURCE_OPTIONS
+
+            SOURCE_OPTIONS[name] = dict(options)
+        SOURCE_INFO[name] = SourceInfo(name, raw_files, tuple(path_keys), tuple(required_keys), tuple(relations))
         return fn
 
     return wrap
+
+
+def source_info(name: str) -> SourceInfo:
+    """The declaration of a source (``module:function`` sources declare nothing); ConfigError if unknown."""
+    if name not in SOURCE_INFO:
+        _lookup(name)
+    return SOURCE_INFO.get(name, SourceInfo(name))
 
 
 def _lookup(name: str) -> Loader:
@@ -49,7 +88,10 @@ def _lookup(name: str) -> Loader:
             if hasattr(module, "load"):
                 return module.load
     known = ", ".join(sorted(SOURCES))
-    raise ConfigError(f"dataset.source: unknown source '{name}' (known: {known}; or 'module:function')")
+    close = difflib.get_close_matches(name, list(SOURCES), n=1)
+    hint = f"; did you mean '{close[0]}'?" if close else ""
+    raise ConfigError(f"dataset.source: unknown source '{name}'{hint} (known: {known}; or 'module:function', "
+                      "or a plugin module in `plugins`)")
 
 
 def load_source(cfg: dict[str, Any]) -> RawFrames:
@@ -69,4 +111,4 @@ def load_source(cfg: dict[str, Any]) -> RawFrames:
 # Built-in sources register themselves on import.
 from pmtrec.data.sources import amazon, amazon_hin, ciao, custom, epinions, lastfm, synthetic  # noqa: E402,F401
 
-__all__ = ["SOURCES", "load_source", "register", "RawFrames"]
+__all__ = ["SOURCES", "SOURCE_INFO", "SourceInfo", "load_source", "register", "source_info", "RawFrames"]

@@ -180,7 +180,7 @@ def _coview_lists(acfg: dict[str, Any]) -> tuple[str, ...]:
     return tuple(value)
 
 
-@register("amazon")
+@register("amazon", raw_files=True, path_keys=("reviews", "meta"), relations=("category", "coview"))
 def load(cfg: dict[str, Any]) -> RawFrames:
     acfg = cfg.get("dataset", {}).get("amazon") or {}
     category = acfg.get("category") or "Video_Games"

@@ -76,7 +76,7 @@ def _options(scfg: dict[str, Any]) -> tuple[str, int, float]:
     return mode, min_items, float(share)
 
 
-@register(SOURCE)
+@register(SOURCE, raw_files=True, relations=("category", "coview"))
 def load(cfg: dict[str, Any]) -> RawFrames:
     scfg = cfg.get("dataset", {}).get(SOURCE) or {}
     mode, min_items, share = _options(scfg)

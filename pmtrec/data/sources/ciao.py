@@ -9,6 +9,6 @@ from pmtrec.data.sources import register
 from pmtrec.data.sources.tang import load_tang
 
 
-@register("ciao")
+@register("ciao", raw_files=True, relations=("social", "category"))
 def load(cfg: dict[str, Any]) -> RawFrames:
     return load_tang(cfg, "ciao")

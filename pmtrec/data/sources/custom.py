@@ -97,7 +97,8 @@ def _timestamps(col: pd.Series, path: Path) -> pd.Series:
     return pd.Series((dt - pd.Timestamp(0, tz="UTC")) // pd.Timedelta(seconds=1), index=col.index).astype("int64")
 
 
-@register("custom")
+@register("custom", raw_files=True, path_keys=("interactions", "social", "item_category", "coview"),
+          required_keys=("interactions",), relations=("social", "category", "coview"))
 def load(cfg: dict[str, Any]) -> RawFrames:
     ccfg = cfg.get("dataset", {}).get("custom") or {}
     if not ccfg.get("interactions"):

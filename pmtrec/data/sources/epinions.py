@@ -9,6 +9,6 @@ from pmtrec.data.sources import register
 from pmtrec.data.sources.tang import load_tang
 
 
-@register("epinions")
+@register("epinions", raw_files=True, relations=("social", "category"))
 def load(cfg: dict[str, Any]) -> RawFrames:
     return load_tang(cfg, "epinions")

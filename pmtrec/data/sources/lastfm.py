@@ -74,7 +74,7 @@ def artist_tags(tagged: pd.DataFrame, names: pd.Series, *, min_tag_artists: int,
                          "category": names.loc[top["tagID"].to_numpy()].to_numpy().astype(str)})
 
 
-@register(SOURCE)
+@register(SOURCE, raw_files=True, relations=("social", "category"))
 def load(cfg: dict[str, Any]) -> RawFrames:
     scfg = cfg.get("dataset", {}).get(SOURCE) or {}
     min_tag_artists = _positive_int(scfg, "min_tag_artists", 50)

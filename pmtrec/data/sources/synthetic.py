@@ -247,7 +247,7 @@ def generate(size: str = "tiny", seed: int = 0, scale: float = 1.0) -> tuple[Raw
     return raw, truth
 
 
-@register("synthetic")
+@register("synthetic", relations=("social", "category", "coview"))
 def load(cfg: dict[str, Any]) -> RawFrames:
     scfg = cfg.get("dataset", {}).get("synthetic") or {}
     size = scfg.get("size", "tiny")

@@ -6,7 +6,7 @@ benchmark files, then runs the real :func:`pmtrec.aggregate.aggregate` on them, 
 have exactly the workflow's columns. Values are random but structured (PMTRec best, a 2-D
 sensitivity grid with an optimum), so every figure has something to show.
 
-    python -m pmtrec.report.synthetic /tmp/study   # -> /tmp/study/tables/*.csv, prepared/, ...
+    python tests/synthetic_study.py /tmp/study   # -> /tmp/study/tables/*.csv, prepared/, ...
 """
 
 from __future__ import annotations
@@ -20,12 +20,11 @@ from typing import Sequence
 import numpy as np
 import pandas as pd
 
-from pmtrec.report.style import METHOD_ORDER
+from pmtrec.methods import entries
 
-BASELINES = [m for m in METHOD_ORDER if m != "pmtrec" and not m.startswith("pmtrec-")]
-VARIANTS = [m for m in METHOD_ORDER if m.startswith("pmtrec-")]
-GRADIENT = {"mgda", "pcgrad", "gradvac", "cagrad", "imtl", "nashmtl", "alignedmtl", "upgrad", "metabalance",
-            "gradnorm", "pmtrec"} | set(VARIANTS)
+BASELINES = [e.name for e in entries() if e.kind != "variant" and e.name != "pmtrec"]
+VARIANTS = [e.name for e in entries() if e.kind == "variant"]
+GRADIENT = {e.name for e in entries() if e.uses_grads}
 TASKS = ["rec", "social", "category", "coview"]
 KS = (10, 20, 50)
 

@@ -1,0 +1,450 @@
+"""The study planner: every job of a workflow config, its run arguments and its labels.
+
+``Study(config)`` validates the config (schema defaults filled in by the caller or by
+:func:`load_study`; every other check in :mod:`pmtrec.study.checks`) and answers what the
+Snakemake rules ask: which runs exist, which files each job reads and writes, and the
+``pmtrec train`` arguments of each job. How a job's run configuration is built (config/README.md,
+"Workflow configuration"):
+
+    packaged defaults  <-  [--config results/tune/<dataset>/<method>/selected.yaml, tuned methods only]
+                       <-  --set of: config `plugins` and `run`, the dataset's `run`, the method's
+                           fixed params, the job's own keys (grid point, embedding size).
+
+Every --set string of a job is in that job's Snakemake `params`, so changing one method's
+hyperparameter changes the params of that method's jobs only (the params rerun trigger), and no
+job depends on the config file itself.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import itertools
+import json
+import re
+import shlex
+from typing import Any
+
+from pmtrec.study import checks
+from pmtrec.study.checks import config_error, flatten, split_params
+from pmtrec.study.paths import (ablation_path, bench_path, map_path, probe_path, run_path, selected_path,
+                                sensitivity_path, tune_path)
+
+# Keys that only locate files: not passed to training (moving the mirror reruns nothing).
+LOCATION_KEYS = ("dataset.mirror", "dataset.cache")
+DEFAULT_RESOURCES = {
+    "download": {"threads": 1, "mem_mb": 2000, "runtime": 60, "gpu": 0},
+    "prepare": {"threads": 1, "mem_mb": 8000, "runtime": 60, "gpu": 0},
+    "train": {"threads": 1, "mem_mb": 4000, "runtime": 120, "gpu": 1},
+    "aggregate": {"threads": 1, "mem_mb": 4000, "runtime": 30, "gpu": 0},
+    "notebook": {"threads": 1, "mem_mb": 4000, "runtime": 30, "gpu": 0},
+    "analysis": {"threads": 1, "mem_mb": 4000, "runtime": 30, "gpu": 0},
+}
+
+
+# ---- small pure helpers --------------------------------------------------------------------------
+def deep_merge(base: dict, update: dict | None) -> dict:
+    out = copy.deepcopy(base)
+    for key, value in (update or {}).items():
+        if isinstance(out.get(key), dict) and isinstance(value, dict):
+            out[key] = deep_merge(out[key], value)
+        else:
+            out[key] = copy.deepcopy(value)
+    return out
+
+
+def set_args(pairs) -> str:
+    """--set KEY=VALUE arguments; values as JSON (valid YAML), so strings, lists and dicts survive."""
+    return " ".join("--set " + shlex.quote(f"{k}={json.dumps(v, sort_keys=True)}") for k, v in pairs)
+
+
+def slug(values: dict) -> str:
+    """A readable, stable path component for a grid point: 'focus_max=0.5,tau=1.0'."""
+    def fmt(v):
+        if isinstance(v, (list, tuple)):
+            return "_".join(fmt(x) for x in v)
+        text = v if isinstance(v, str) else json.dumps(v, sort_keys=True, separators=(",", ":"))
+        return re.sub(r"[^A-Za-z0-9_.+-]", "_", text)
+
+    return ",".join(f"{k}={fmt(values[k])}" for k in sorted(values)) or "default"
+
+
+def canon(obj):
+    """Dicts with sorted keys, recursively: params that do not change when the YAML is reordered."""
+    if isinstance(obj, dict):
+        return {k: canon(obj[k]) for k in sorted(obj)}
+    if isinstance(obj, (list, tuple)):
+        return [canon(v) for v in obj]
+    return obj
+
+
+def grid_points(grid: dict) -> list[dict]:
+    keys = sorted(grid)
+    return [dict(zip(keys, combo)) for combo in itertools.product(*(grid[k] for k in keys))]
+
+
+def load_study(config: dict, schema_path) -> "Study":
+    """Schema (defaults filled in, in place), plugins, every check, then the plan."""
+    checks.validate_schema(config, schema_path)
+    return Study(config)
+
+
+# ---- the plan ------------------------------------------------------------------------------------
+class Study:
+    """Every job of the study, derived from the validated config (checked here, at construction)."""
+
+    def __init__(self, cfg: dict) -> None:
+        from pmtrec.methods import entry
+        from pmtrec.plugins import load_plugins
+
+        self.cfg = cfg
+        self.plugins = load_plugins(cfg.get("plugins") or [], "plugins")
+        self._check_names()
+        self.datasets = list(cfg["datasets"])
+        self.methods = list(cfg["methods"])
+        self.seeds = list(cfg["seeds"])
+        self.entry = {m: entry(m) for m in self._all_names()}
+        self.resources = {rule: {**DEFAULT_RESOURCES[rule], **(cfg["resources"].get(rule) or {})}
+                          for rule in DEFAULT_RESOURCES}
+        self.tune_seed = cfg["tune"]["seed"]
+        abl, sens = cfg["ablation"], cfg["sensitivity"]
+        used = set(self.methods) | {self.entry[v].base for v in abl["variants"]} \
+            | (set(sens["dim_methods"]) if sens["dim"] else set())
+        # Tuned: a used method whose grid has more than one point.
+        self.grids = {m: g for m, g in cfg["tune"]["grids"].items() if len(grid_points(g)) > 1 and m in used}
+        self.points = {}
+        for m, g in self.grids.items():
+            self.points[m] = {slug(p): canon(p) for p in grid_points(g)}
+            if len(self.points[m]) < len(grid_points(g)):
+                config_error(f"tune.grids.{m}", "two grid points share a file name; make the values distinct")
+        self.variants = list(abl["variants"])
+        self.ablation_datasets = abl["datasets"] if abl["datasets"] is not None else self.datasets
+        self.ablation_seeds = abl["seeds"] if abl["seeds"] is not None else self.seeds
+        self.sens_method = sens["method"]
+        self.sens_datasets = sens["datasets"] if sens["datasets"] is not None else self.datasets
+        self.sens_seeds = sens["seeds"] if sens["seeds"] is not None else self.seeds
+        # (method, point slug) -> {"kind": "grid" | "dim", "values": {...}}
+        self.sens_points: dict[tuple[str, str], dict] = {}
+        if sens["grid"]:
+            for p in grid_points(sens["grid"]):
+                self.sens_points[(self.sens_method, slug(p))] = {"kind": "grid", "values": canon(p)}
+        for m in sens["dim_methods"]:
+            for dim in sens["dim"]:
+                self.sens_points[(m, f"model.dim={dim}")] = {"kind": "dim", "values": {"model.dim": dim}}
+        self._check_values()
+
+    # ---- checks ------------------------------------------------------------------------------
+    def _all_names(self) -> list[str]:
+        cfg = self.cfg
+        names = [*cfg["methods"], *cfg["ablation"]["variants"], cfg["sensitivity"]["method"],
+                 *cfg["sensitivity"]["dim_methods"], *cfg["method_params"], *cfg["tune"]["grids"],
+                 *(cfg["analysis"]["map_methods"] or []), cfg["significance"]["reference"],
+                 *cfg["significance"]["exclude"]]
+        return list(dict.fromkeys(names))
+
+    def _check_names(self) -> None:
+        """Method and source names exist (plugins loaded), cross-references point somewhere."""
+        from pmtrec.data.sources import source_info
+        from pmtrec.errors import ConfigError
+        from pmtrec.methods import entry
+
+        cfg = self.cfg
+        named = [(f"methods[{i}]", m) for i, m in enumerate(cfg["methods"])]
+        named += [(f"ablation.variants[{i}]", m) for i, m in enumerate(cfg["ablation"]["variants"])]
+        named += [("sensitivity.method", cfg["sensitivity"]["method"])]
+        named += [(f"sensitivity.dim_methods[{i}]", m) for i, m in enumerate(cfg["sensitivity"]["dim_methods"])]
+        named += [(f"method_params.{m}", m) for m in cfg["method_params"]]
+        named += [(f"tune.grids.{m}", m) for m in cfg["tune"]["grids"]]
+        named += [(f"analysis.map_methods[{i}]", m) for i, m in enumerate(cfg["analysis"]["map_methods"] or [])]
+        named += [("significance.reference", cfg["significance"]["reference"])]
+        named += [(f"significance.exclude[{i}]", m) for i, m in enumerate(cfg["significance"]["exclude"])]
+        for where, name in named:
+            checks.check_method_name(name, where)
+        for i, v in enumerate(cfg["ablation"]["variants"]):
+            if entry(v).kind != "variant":
+                config_error(f"ablation.variants[{i}]", f"'{v}' is not an ablation variant (see `pmtrec methods`)")
+        for name, e in cfg["datasets"].items():
+            try:
+                source_info(e["source"])
+            except ConfigError as exc:
+                config_error(f"datasets.{name}.source", str(exc).removeprefix("dataset.source: "))
+        for section in ("ablation", "sensitivity"):
+            for i, name in enumerate(cfg[section]["datasets"] or []):
+                if name not in cfg["datasets"]:
+                    config_error(f"{section}.datasets[{i}]", f"unknown dataset '{name}' (configured: "
+                                                              f"{', '.join(cfg['datasets'])})")
+
+    def _check_values(self) -> None:
+        """Run settings, method parameters and grid values: the checks `pmtrec train` runs, now."""
+        cfg = self.cfg
+        checks.check_run_fragment(cfg["run"], "run")
+        for name, e in cfg["datasets"].items():
+            checks.check_run_fragment(deep_merge(cfg["run"], e.get("run") or {}), f"datasets.{name}.run")
+        for method, params in cfg["method_params"].items():
+            e = self.entry[method]
+            if e.kind == "variant":
+                config_error(f"method_params.{method}", f"an ablation variant takes {e.base}'s hyperparameters "
+                                                        f"(set them under method_params.{e.base})")
+            plain, dotted = split_params(params)
+            self._check_no_switches(method, plain, f"method_params.{method}")
+            for key, value in dotted.items():
+                checks.check_dotted(key, value, f"method_params.{method}")
+            self._check_params_everywhere(method, plain, f"method_params.{method}")
+        for method, grid in cfg["tune"]["grids"].items():
+            e = self.entry[method]
+            if e.kind != "method":
+                config_error(f"tune.grids.{method}", "only trained methods other than the ablation variants are "
+                                                     f"tuned ('{method}' is a {'baseline model' if e.kind == 'model' else 'variant'})")
+            self._check_grid(method, grid, f"tune.grids.{method}")
+        sens = cfg["sensitivity"]
+        if sens["grid"]:
+            if self.entry[sens["method"]].kind == "model":
+                config_error("sensitivity.method", f"{sens['method']} is a baseline model without hyperparameters")
+            self._check_grid(sens["method"], sens["grid"], "sensitivity.grid")
+        for i, m in enumerate(cfg["analysis"]["map_methods"] or []):
+            if not self.entry[m].trains or m not in cfg["methods"]:
+                config_error(f"analysis.map_methods[{i}]", f"'{m}' is not a main method with embeddings "
+                                                            f"(methods: {', '.join(cfg['methods'])}; not a "
+                                                            "baseline model)")
+        for i, m in enumerate(sens["dim_methods"] if sens["dim"] else []):
+            if not self.entry[m].trains:
+                config_error(f"sensitivity.dim_methods[{i}]", f"'{m}' is a baseline model without embeddings")
+        checks.check_local_files(cfg)
+
+    def _check_no_switches(self, method: str, plain: dict, where: str) -> None:
+        from pmtrec.methods import VARIANTS
+
+        switches = {k for v in VARIANTS.values() if v.base == method for k in v.switches}
+        for key in plain:
+            if key in switches:
+                config_error(f"{where}.{key}", "an ablation switch: set by the ablation variants")
+
+    def _entry(self, name: str):
+        from pmtrec.methods import entry
+
+        return self.entry.get(name) or entry(name)
+
+    def _check_grid(self, method: str, grid: dict, where: str) -> None:
+        plain_keys = [k for k in grid if "." not in k]
+        self._check_no_switches(method, dict.fromkeys(plain_keys), where)
+        fixed, _ = split_params(self.cfg["method_params"].get(method) or {})
+        for key in grid:
+            if "." in key:
+                for value in grid[key]:
+                    checks.check_dotted(key, value, where)
+        for point in grid_points({k: grid[k] for k in plain_keys}):
+            self._check_params_everywhere(method, {**fixed, **point}, where)
+
+    def _check_params_everywhere(self, method: str, params: dict, where: str) -> None:
+        """The method built with ``params`` for the tasks of each dataset (e.g. static's weights)."""
+        for names in dict.fromkeys(self.task_names(d) for d in self.cfg["datasets"]):
+            checks.check_method_params(method, params, where, names)
+
+    def task_names(self, dataset: str) -> tuple[str, ...]:
+        """The tasks a dataset's runs will have, from its source's declared relations and `tasks`."""
+        from pmtrec.data.sources import source_info
+
+        run = self.dataset_run(dataset)
+        info = source_info(run["dataset"]["source"])
+        section = run["dataset"].get(info.name) or {}
+        tasks = run.get("tasks") or {}
+        given = {"social": "social", "category": "item_category", "coview": "coview"}
+        names = ["rec"]
+        for relation in ("social", "category", "coview"):
+            if relation not in info.relations or tasks.get(relation) is False:
+                continue
+            if info.path_keys and given[relation] in info.path_keys and not section.get(given[relation]):
+                continue  # a file-based source without that file
+            names.append(relation)
+        return tuple(names)
+
+    # ---- which methods are tuned ---------------------------------------------------------------
+    def base_of(self, method: str) -> str:
+        e = self._entry(method)
+        return e.base if e.kind == "variant" else method
+
+    def tuned(self, method: str) -> str | None:
+        """The method whose selected setting this method's runs use (variants: their base's), or None."""
+        base = self.base_of(method)
+        return base if base in self.grids else None
+
+    def trains(self, method: str) -> bool:
+        return self._entry(method).trains
+
+    # ---- argument building ---------------------------------------------------------------------
+    def dataset_run(self, dataset: str) -> dict:
+        entry = self.cfg["datasets"][dataset]
+        run = deep_merge(self.cfg["run"], entry.get("run") or {})
+        run = deep_merge(run, {"dataset": {"source": entry["source"]}})
+        if self.plugins:
+            run["plugins"] = list(self.plugins)
+        return run
+
+    def prepare_pairs(self, dataset: str) -> list[tuple[str, Any]]:
+        run = self.dataset_run(dataset)
+        pairs = flatten({k: v for k, v in run.items() if k in ("dataset", "preprocess", "plugins")})
+        return sorted(((k, v) for k, v in pairs if k not in LOCATION_KEYS), key=lambda kv: kv[0])
+
+    def reads_files(self, dataset: str) -> bool:
+        """The dataset's source reads raw files (a download job runs first)."""
+        from pmtrec.data.sources import source_info
+
+        return source_info(self.cfg["datasets"][dataset]["source"]).raw_files
+
+    def local_files(self, dataset: str) -> list[str]:
+        """Local files named by the dataset's source keys (custom CSVs, amazon paths; URLs excluded)."""
+        from pmtrec.data.sources import source_info
+
+        run = self.dataset_run(dataset)
+        info = source_info(run["dataset"]["source"])
+        section = run["dataset"].get(info.name) or {}
+        return [str(section[k]) for k in info.path_keys
+                if isinstance(section.get(k), str) and section[k] and "://" not in section[k]]
+
+    def fixed_params(self, method: str) -> dict:
+        return canon(dict(self.cfg["method_params"].get(self.base_of(method)) or {}))
+
+    def train_pairs(self, dataset: str, method: str, extra: dict | None = None, use_selected: bool = True):
+        """(config file or None, --set pairs) of one training job."""
+        run = self.dataset_run(dataset)
+        pairs = [(k, v) for k, v in flatten(run) if k not in LOCATION_KEYS]
+        plain, dotted = split_params(self.fixed_params(method))
+        extra_plain, extra_dotted = split_params(extra or {})
+        plain.update(extra_plain)
+        dotted.update(extra_dotted)
+        tuned = self.tuned(method) if use_selected else None
+        config_file = None
+        if tuned is not None:
+            config_file = selected_path(dataset, tuned)
+            grid_keys = set(self.grids[tuned])
+            # The selected file carries the full method_params and the chosen run-config keys.
+            dotted = {k: v for k, v in dotted.items() if k not in grid_keys or k in extra_dotted}
+            pairs = [(k, v) for k, v in pairs if k not in grid_keys]
+            plain = None
+        merged = dict(pairs)
+        merged.update(dotted)
+        out = sorted(merged.items(), key=lambda kv: kv[0])
+        if plain is not None and self.trains(method):
+            out.append(("train.method_params", plain))
+        return config_file, out
+
+    def train_params(self, dataset: str, method: str, extra: dict | None = None, use_selected: bool = True) -> dict:
+        config_file, pairs = self.train_pairs(dataset, method, extra, use_selected)
+        args = set_args(pairs)
+        digest = hashlib.sha1(f"{config_file}|{args}".encode()).hexdigest()[:10]
+        return {"config": f"--config {shlex.quote(config_file)}" if config_file else "",
+                "sets": args, "tag": digest}
+
+    def labels(self, stage: str, dataset: str, method: str, seed=None, point: str | None = None) -> str:
+        """``--label`` arguments of a job: what its result is in the study (read back by aggregate)."""
+        labels: dict[str, Any] = {"dataset": dataset, "stage": stage}
+        if stage == "tune":
+            labels.update(setting=point, values=self.points[method][point])
+            labels["benchmark"] = bench_path("tune", dataset, method, point)
+        elif stage == "sensitivity":
+            sp = self.sens_point(method, point)
+            labels.update(setting=point, values=sp["values"], sweep=sp["kind"])
+            labels["benchmark"] = bench_path("sensitivity", dataset, method, point, f"seed{seed}")
+        else:
+            labels["benchmark"] = bench_path("train" if stage == "main" else stage, dataset, method, f"seed{seed}")
+        if seed is not None:
+            labels["seed"] = int(seed)
+        return " ".join("--label " + shlex.quote(f"{k}={json.dumps(v, sort_keys=True)}") for k, v in labels.items())
+
+    # ---- targets -------------------------------------------------------------------------------
+    def main_runs(self) -> list[str]:
+        return [run_path(d, m, s) for d in self.datasets for m in self.methods for s in self.seeds]
+
+    def embedded_methods(self) -> list[str]:
+        """Main methods with embedding tables (not the baseline models)."""
+        return [m for m in self.methods if self.trains(m)]
+
+    def untrained_methods(self) -> list[str]:
+        return [m for m in self._all_names() if not self.trains(m)]
+
+    def probe_entries(self) -> list[dict]:
+        """Labels of every probes file, for the aggregate step (the workflow's dataset names)."""
+        if not self.cfg["analysis"]["probes"]:
+            return []
+        return [{"dataset": d, "method": m, "seed": s, "path": probe_path(d, m, s)}
+                for d in self.datasets for m in self.embedded_methods() for s in self.seeds]
+
+    def map_methods(self) -> list[str]:
+        """The methods of the item maps: analysis.map_methods, or the main methods with embeddings."""
+        chosen = self.cfg["analysis"]["map_methods"]
+        return list(chosen) if chosen is not None else self.embedded_methods()
+
+    def map_datasets(self) -> list[str]:
+        """Datasets with item categories to colour a map by (a custom dataset only with item_category)."""
+        from pmtrec.data.sources import source_info
+
+        if not self.map_methods():
+            return []
+        out = []
+        for d in self.datasets:
+            run = self.dataset_run(d)
+            source = run["dataset"]["source"]
+            if "category" not in source_info(source).relations:
+                continue
+            if source == "custom" and not ((run["dataset"].get("custom") or {}).get("item_category")):
+                continue
+            if (run.get("tasks") or {}).get("category") is False:
+                continue
+            out.append(d)
+        return out
+
+    def maps(self) -> dict[str, str]:
+        return {d: map_path(d) for d in self.map_datasets()}
+
+    def tune_runs(self, dataset: str | None = None, method: str | None = None) -> list[str]:
+        out = []
+        for d in ([dataset] if dataset else self.datasets):
+            for m in ([method] if method else self.grids):
+                out += [tune_path(d, m, p) for p in self.points[m]]
+        return out
+
+    def ablation_runs(self) -> list[str]:
+        return [ablation_path(d, v, s) for d in self.ablation_datasets for v in self.variants
+                for s in self.ablation_seeds]
+
+    def sensitivity_runs(self) -> list[str]:
+        return [sensitivity_path(d, m, p, s) for d in self.sens_datasets for (m, p) in self.sens_points
+                for s in self.sens_seeds]
+
+    def sens_point(self, method: str, point: str) -> dict:
+        from pmtrec.errors import ConfigError
+
+        try:
+            return self.sens_points[(method, point)]
+        except KeyError:
+            raise ConfigError(f"sensitivity: no point '{point}' for method '{method}' in the config "
+                              "(sensitivity.grid / sensitivity.dim)") from None
+
+    def result_entries(self) -> list[dict]:
+        """Metadata of every result file, for the aggregate step."""
+        entries = []
+        for d in self.datasets:
+            for m in self.methods:
+                for s in self.seeds:
+                    entries.append({"kind": "main", "dataset": d, "method": m, "seed": s, "setting": "",
+                                    "path": run_path(d, m, s), "benchmark": bench_path("train", d, m, f"seed{s}")})
+        for d in self.datasets:
+            for m in self.grids:
+                for p, values in self.points[m].items():
+                    entries.append({"kind": "tune", "dataset": d, "method": m, "seed": self.tune_seed,
+                                    "setting": p, "values": values, "path": tune_path(d, m, p),
+                                    "benchmark": bench_path("tune", d, m, p)})
+        for d in self.ablation_datasets:
+            for v in self.variants:
+                for s in self.ablation_seeds:
+                    entries.append({"kind": "ablation", "dataset": d, "method": v, "seed": s, "setting": "",
+                                    "path": ablation_path(d, v, s),
+                                    "benchmark": bench_path("ablation", d, v, f"seed{s}")})
+        for d in self.sens_datasets:
+            for (m, p), point in self.sens_points.items():
+                for s in self.sens_seeds:
+                    entries.append({"kind": "sensitivity", "dataset": d, "method": m, "seed": s, "setting": p,
+                                    "sweep": point["kind"], "values": point["values"],
+                                    "path": sensitivity_path(d, m, p, s),
+                                    "benchmark": bench_path("sensitivity", d, m, p, f"seed{s}")})
+        return entries

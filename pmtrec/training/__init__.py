@@ -1,0 +1,1 @@
+"""The trainer, split by job (see :mod:`pmtrec.train` for the public entry point)."""

@@ -1,0 +1,202 @@
+"""The study planner (pmtrec.study), without Snakemake: jobs, run arguments and every parse-time check."""
+
+from __future__ import annotations
+
+import copy
+import json
+import shlex
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+import yaml
+
+from pmtrec.config import load_config
+from pmtrec.methods import available, entry
+from pmtrec.study import Study, StudyConfigError, load_study
+from pmtrec.study.plan import grid_points
+
+ROOT = Path(__file__).resolve().parents[1]
+SCHEMA = ROOT / "workflow/schemas/config.schema.yaml"
+CONFIGS = ["config/config.yaml", "config/paper.yaml", ".test/config/config.yaml"]
+
+
+def raw(name: str = ".test/config/config.yaml") -> dict:
+    return yaml.safe_load((ROOT / name).read_text())
+
+
+def plan(cfg: dict) -> Study:
+    return load_study(copy.deepcopy(cfg), SCHEMA)
+
+
+def sets_of(args: str) -> dict:
+    """The --set KEY=VALUE pairs of a job's arguments, values parsed."""
+    words = shlex.split(args)
+    return {k: json.loads(v) for k, v in (w.split("=", 1) for w in words[1::2])}
+
+
+@pytest.mark.parametrize("name", CONFIGS)
+def test_every_shipped_config_plans_the_expected_runs(name):
+    cfg = raw(name)
+    if name == "config/paper.yaml":
+        cfg["mirror"] = None  # the mirror folder is checked elsewhere
+    study = plan(cfg)
+    D, M, S = len(cfg["datasets"]), len(cfg["methods"]), len(cfg["seeds"])
+    assert len(study.main_runs()) == D * M * S
+    grids = {m: g for m, g in (cfg.get("tune") or {}).get("grids", {}).items() if len(grid_points(g)) > 1}
+    assert len(study.tune_runs()) == D * sum(len(grid_points(g)) for g in grids.values())
+    models = [m for m in cfg["methods"] if not entry(m).trains]
+    assert study.embedded_methods() == [m for m in cfg["methods"] if m not in models]
+    assert len(study.result_entries()) == len(study.main_runs()) + len(study.tune_runs()) \
+        + len(study.ablation_runs()) + len(study.sensitivity_runs())
+
+
+def test_job_arguments_are_those_pmtrec_train_accepts():
+    study = plan(raw())
+    args = study.train_params("tiny", "ew")
+    pairs = sets_of(args["sets"])
+    assert args["config"] == "" and pairs["train.method_params"] == {} and pairs["train.epochs"] == 2
+    cfg = load_config(overrides=[f"{k}={json.dumps(v)}" for k, v in pairs.items()])
+    assert cfg["dataset"]["synthetic"]["size"] == "tiny" and cfg["train"]["lr"] == 0.01
+    # a tuned method reads its selected setting; its variants too; a baseline model takes no params
+    tuned = study.train_params("tiny", "pmtrec")
+    assert tuned["config"] == "--config results/tune/tiny/pmtrec/selected.yaml"
+    assert "train.method_params" not in sets_of(tuned["sets"])
+    assert study.train_params("tiny", "pmtrec-no-focus")["config"] == tuned["config"]
+    assert "train.method_params" not in sets_of(study.train_params("tiny", "mostpop")["sets"])
+    assert study.untrained_methods() == ["mostpop"]
+
+
+def test_job_arguments_do_not_change_when_the_yaml_is_reordered():
+    cfg = raw()
+    shuffled = {k: cfg[k] for k in reversed(list(cfg))}
+    shuffled["method_params"] = {"pmtrec": dict(reversed(list(cfg["method_params"]["pmtrec"].items())))}
+    a, b = plan(cfg), plan(shuffled)
+    for m in ("ew", "pmtrec", "mostpop"):
+        assert a.train_params("tiny", m) == b.train_params("tiny", m)
+    assert a.result_entries() == b.result_entries()
+
+
+def _edit(cfg, path, value):
+    node = cfg
+    *parents, leaf = path.split(".")
+    for part in parents:
+        node = node.setdefault(part, {})
+    node[leaf] = value
+    return cfg
+
+
+BAD = [
+    ("unknown method", lambda c: c["methods"].append("pmtrek"), "methods[3]", "did you mean 'pmtrec'"),
+    ("unknown variant", lambda c: _edit(c, "ablation.variants", ["ew"]), "ablation.variants[0]", "not an ablation"),
+    ("unknown source", lambda c: _edit(c, "datasets.tiny.source", "movielens"), "datasets.tiny.source",
+     "unknown source 'movielens'"),
+    ("unknown dataset", lambda c: _edit(c, "ablation.datasets", ["ciao"]), "ablation.datasets[0]", "unknown dataset"),
+    ("negative epochs", lambda c: _edit(c, "run.train.epochs", -5), "run.train.epochs", "minimum"),
+    ("unknown run key", lambda c: _edit(c, "run.train.epoch", 3), "run.train.epoch", "unknown key"),
+    ("workflow-owned key", lambda c: _edit(c, "run.train.seed", 3), "run.train.seed", "seeds"),
+    ("run setting of the wrong type", lambda c: _edit(c, "run.train.on_nonfinite", 5), "run.train.on_nonfinite",
+     "expected one of stop, skip, got 5"),
+    ("download setting of the wrong type", lambda c: _edit(c, "run.dataset.download.retries", "many"),
+     "run.dataset.download.retries", "expected a non-negative integer, got 'many'"),
+    ("dataset run setting", lambda c: _edit(c, "datasets.tiny.run.model.init_std", "big"),
+     "datasets.tiny.run.model.init_std", "number"),
+    ("method parameter typo", lambda c: _edit(c, "method_params.pmtrec.tua", 1.0), "method_params.pmtrec.tua",
+     "did you mean 'tau'"),
+    ("method parameter of the wrong type", lambda c: _edit(c, "method_params.pmtrec.tau", "big"),
+     "method_params.pmtrec.tau", "positive number"),
+    ("parameters of a baseline model", lambda c: _edit(c, "method_params.mostpop", {"k": 1}),
+     "method_params.mostpop", "baseline model"),
+    ("ablation switch as a param", lambda c: _edit(c, "method_params.pmtrec.focus", False),
+     "method_params.pmtrec.focus", "ablation"),
+    ("grid key typo", lambda c: _edit(c, "tune.grids.pmtrec", {"focus_mx": [0.1, 0.2]}), "tune.grids.pmtrec.focus_mx",
+     "did you mean 'focus_max'"),
+    ("grid value of the wrong type", lambda c: _edit(c, "tune.grids.pmtrec", {"tau": [1.0, "x"]}),
+     "tune.grids.pmtrec.tau", "positive number"),
+    ("grid run key typo", lambda c: _edit(c, "tune.grids.ew", {"train.lrr": [0.1, 0.2]}), "tune.grids.ew.train.lrr",
+     "unknown run-config key"),
+    ("grid run value of the wrong type", lambda c: _edit(c, "tune.grids.ew", {"train.lr": [0.1, "fast"]}),
+     "tune.grids.ew.train.lr", "number"),
+    ("sensitivity grid value", lambda c: _edit(c, "sensitivity.grid", {"focus_max": [2.0]}),
+     "sensitivity.grid.focus_max", "[0, 1]"),
+    ("tuned baseline model", lambda c: _edit(c, "tune.grids.mostpop", {"train.l2": [0.1, 0.2]}),
+     "tune.grids.mostpop", "baseline model"),
+    ("map method without embeddings", lambda c: _edit(c, "analysis.map_methods", ["ew", "mostpop"]),
+     "analysis.map_methods[1]", "not a main method with embeddings"),
+    ("missing mirror", lambda c: _edit(c, "mirror", "/nonexistent/pmtrec-mirror"), "mirror", "folder not found"),
+    ("missing custom file", lambda c: _edit(c, "datasets.mine", {"source": "custom", "run": {"dataset": {"custom": {
+        "interactions": "/nonexistent/x.csv"}}}}), "datasets.mine.run.dataset.custom.interactions", "file not found"),
+    ("custom without interactions", lambda c: _edit(c, "datasets.mine", {"source": "custom"}),
+     "datasets.mine.run.dataset.custom.interactions", "required"),
+    ("custom key typo", lambda c: _edit(c, "datasets.mine", {"source": "custom", "run": {"dataset": {"custom": {
+        "socal": "x.csv"}}}}), "datasets.mine.run.dataset.custom.socal", "unknown key"),
+    ("unknown plugin", lambda c: _edit(c, "plugins", ["no_such_plugin_module"]), "plugins", "cannot import"),
+]
+
+
+@pytest.mark.parametrize("name, edit, key, words", BAD, ids=[b[0] for b in BAD])
+def test_a_bad_config_fails_with_one_line_naming_the_key(name, edit, key, words):
+    cfg = raw()
+    edit(cfg)
+    with pytest.raises(Exception) as info:
+        plan(cfg)
+    line = str(info.value)
+    assert "\n" not in line
+    assert line.startswith(f"config key '{key}'") or (key == "plugins" and line.startswith("plugins:")), line
+    assert words in line, line
+
+
+PLUGIN = '''
+    import torch
+    from pmtrec.methods import LossWeighting, register
+
+    @register
+    class HalfAux(LossWeighting):
+        """Main task weight 1, every auxiliary task 1/2."""
+
+        name = "halfaux"
+        label = "Half-aux"
+        colour = "#123456"
+        order = 25
+
+        def __init__(self, task_names, share: float = 0.5):
+            super().__init__(task_names)
+            if not 0 <= share <= 1:
+                raise ValueError(f"share must be in [0, 1], got {share!r}")
+            self.share = share
+
+        def weights(self, ctx):
+            w = torch.full((ctx.n_tasks,), self.share, device=ctx.losses.device)
+            w[0] = 1.0
+            return w
+'''
+
+
+@pytest.fixture
+def plugin_dir(tmp_path, monkeypatch):
+    name = f"plan_plugin_{tmp_path.name.replace('-', '_')}"
+    (tmp_path / f"{name}.py").write_text(textwrap.dedent(PLUGIN))
+    monkeypatch.chdir(tmp_path)  # plugins are found on the working directory
+    yield name
+    from pmtrec.methods.registry import unregister
+
+    unregister("halfaux")
+    sys.modules.pop(name, None)
+    from pmtrec import plugins
+
+    plugins._LOADED.discard(name)
+
+
+def test_a_plugin_method_is_planned_and_checked_like_a_built_in(plugin_dir):
+    cfg = raw()
+    cfg["plugins"] = [plugin_dir]
+    cfg["methods"].append("halfaux")
+    cfg["tune"]["grids"]["halfaux"] = {"share": [0.25, 0.75]}
+    study = plan(cfg)
+    assert "halfaux" in available() and entry("halfaux").label == "Half-aux"
+    assert sets_of(study.train_params("tiny", "mostpop")["sets"])["plugins"] == [plugin_dir]
+    assert len(study.tune_runs(method="halfaux")) == 2
+    cfg["tune"]["grids"]["halfaux"] = {"share": [0.25, 3.0]}
+    with pytest.raises(StudyConfigError, match=r"config key 'tune.grids.halfaux.share': share must be in"):
+        plan(cfg)
