@@ -46,7 +46,6 @@ methods.csv         the catalogue entry of every method in the study (pmtrec.met
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
 
@@ -56,6 +55,7 @@ from pmtrec.data.store import read_stats
 from pmtrec.errors import DataError
 from pmtrec.io import atomic_path
 from pmtrec.training.results import ResultError, load_result, validate_result  # noqa: F401
+from pmtrec.study.tuning import select_setting, setting_config  # noqa: F401
 from pmtrec.study.statistics import (_frame, _num, _sort_metrics, _summarise, ablation_table,  # noqa: F401
                                      best_baselines, metric_key, significance_table, summary_table)
 
@@ -201,45 +201,6 @@ def dataset_stats_table(datasets: Mapping[str, str | Path]) -> pd.DataFrame:
     return _frame(rows, ["dataset", "name"])
 
 
-def select_setting(points: Mapping[str, Mapping[str, Any]], metric: str = "ndcg@20",
-                   results: Mapping[str, dict] | None = None) -> tuple[dict, pd.DataFrame]:
-    """The grid point with the highest validation ``metric``.
-
-    ``points`` maps a tuning result file to its grid values. Ties go to the first point in
-    sorted file order. Returns the chosen values and a table of every point's score.
-    """
-    rows = []
-    for path in sorted(points):
-        result = results[path] if results is not None else load_result(path)
-        score = result["valid"]["overall"].get(metric)
-        if score is None:
-            raise AggregateError(f"{path}: validation metric '{metric}' missing")
-        rows.append({"path": path, "values": dict(points[path]), "score": float(score)})
-    if not rows:
-        raise AggregateError("select_setting: no tuning results")
-    best = max(rows, key=lambda r: (r["score"], -rows.index(r)))
-    table = pd.DataFrame([{"path": r["path"], **r["values"], metric: r["score"], "selected": r is best}
-                          for r in rows])
-    return best["values"], table
-
-
-def setting_config(fixed: Mapping[str, Any], chosen: Mapping[str, Any]) -> dict:
-    """Run-config fragment of a selected setting: the full ``train.method_params`` (fixed plain
-    keys updated by the chosen ones) and the chosen run-config (dotted) keys."""
-    params = {k: v for k, v in fixed.items() if "." not in k}
-    params.update({k: v for k, v in chosen.items() if "." not in k})
-    out: dict[str, Any] = {"train": {"method_params": params}}
-    for dotted, value in chosen.items():
-        if "." not in dotted:
-            continue
-        node = out
-        parts = dotted.split(".")
-        for part in parts[:-1]:
-            node = node.setdefault(part, {})
-        node[parts[-1]] = value
-    return out
-
-
 def tuning_table(runs: list[tuple[dict, dict]], metric: str = "ndcg@20") -> pd.DataFrame:
     cols = ["dataset", "method", "variant", "seed", "metric", "value", "selected"]
     tune = [(e, r) for e, r in runs if e["kind"] == "tune"]
@@ -335,21 +296,13 @@ def aggregate(entries: Sequence[Mapping[str, Any]], datasets: Mapping[str, str |
     }
 
 
-def _umask() -> int:
-    mask = os.umask(0o022)
-    os.umask(mask)
-    return mask
-
-
 def write_tables(tables: Mapping[str, pd.DataFrame], out_dir: str | Path) -> list[Path]:
-    """Write ``<out_dir>/<name>.csv`` for every table, each atomically (mode 0666 & ~umask)."""
+    """Write ``<out_dir>/<name>.csv`` for every table, each atomically (``atomic_path``: usual permissions)."""
     out_dir = Path(out_dir)
-    mode = 0o666 & ~_umask()
     written = []
     for name, df in tables.items():
         path = out_dir / f"{name}.csv"
         with atomic_path(path) as tmp:
             df.to_csv(tmp, index=False)
-            os.chmod(tmp, mode)
         written.append(path)
     return written

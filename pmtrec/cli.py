@@ -1,4 +1,4 @@
-"""Command line: pmtrec prepare, train, probe, embedding-map, methods and config.
+"""Command line: pmtrec prepare, train, probe, embedding-map, report, methods and config.
 
 Every user-facing error is one line on stderr and a non-zero exit status: 2 for a bad
 input, configuration or file (``pmtrec: error: ...``), 1 for an unexpected internal error
@@ -82,6 +82,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0, help="seed of the item sample and of t-SNE (default: 0)")
     p.add_argument("--out", "-o", required=True, metavar="FILE", help="coordinates CSV (written atomically)")
 
+    p = sub.add_parser("report", help="the PDF report of a results folder (tables, notebooks, PDF)",
+                       description="Aggregate every result JSON under the folders (each says what it is in its "
+                                   "study through its labels), execute the report notebooks and compile the PDF: "
+                                   "what the workflow's aggregate, notebook and report rules do.")
+    p.add_argument("results", nargs="+", metavar="RESULTS_DIR", help="results folder(s), e.g. a workflow's results/")
+    p.add_argument("--out", "-o", required=True, metavar="PDF", help="the report PDF (written atomically)")
+    p.add_argument("--work", metavar="DIR", help="tables, executed notebooks and sections (default: <PDF>.work/)")
+    p.add_argument("--prepared", action="append", default=[], metavar="NAME=DIR",
+                   help="a dataset's prepared folder, when not where its results recorded it (repeatable)")
+    p.add_argument("--reference", default="pmtrec", help="the method tested against the best baseline")
+    p.add_argument("--exclude", nargs="*", default=None, metavar="METHOD",
+                   help="methods never taken as the best baseline (default: the baseline models)")
+    p.add_argument("--plugins", metavar="MODULE", nargs="+", default=[],
+                   help="import these modules first (plugin methods in the results)")
+
     p = sub.add_parser("methods", help="list the catalogue: methods, ablation variants and baseline models",
                        description="Every name train.method accepts, with its family and hyperparameters; "
                                    "--json gives the whole catalogue (labels, colours, order, tunable ranges).")
@@ -120,12 +135,11 @@ def cmd_prepare(args) -> int:
 
 def _explicit_keys(args) -> set[str]:
     """The dotted keys the user set: those of --config FILE and of every --set."""
-    from pmtrec.config import load_yaml, parse_override
-    from pmtrec.data.store import _flat
+    from pmtrec.config import flatten_keys, load_yaml, parse_override
 
-    keys = set(_flat(load_yaml(args.config), "")) if args.config else set()
+    keys = set(flatten_keys(load_yaml(args.config))) if args.config else set()
     for item in args.overrides:
-        keys |= set(_flat(parse_override(item), ""))
+        keys |= set(flatten_keys(parse_override(item)))
     if getattr(args, "dataset", None):
         keys.add("dataset.source")
     return keys
@@ -244,6 +258,25 @@ def cmd_methods(args) -> int:
     return 0
 
 
+def cmd_report(args) -> int:
+    from pmtrec.plugins import load_plugins
+    from pmtrec.report.study import build_study_report
+
+    load_plugins(args.plugins, "--plugins")
+    prepared = {}
+    for item in args.prepared:
+        name, sep, folder = item.partition("=")
+        if not sep or not name:
+            raise ConfigError(f"--prepared {item!r}: expected NAME=DIR")
+        prepared[name] = folder
+    _check_writable(args.out, "--out")
+    work = Path(args.work) if args.work else Path(f"{args.out}.work")
+    out = build_study_report(args.results, args.out, work, prepared=prepared, reference=args.reference,
+                             exclude=args.exclude)
+    print(f"report written to {out} (tables and notebooks in {work})")
+    return 0
+
+
 def cmd_config(args) -> int:
     import yaml
 
@@ -269,7 +302,7 @@ def _one_line(text: str) -> str:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     handler = {"prepare": cmd_prepare, "train": cmd_train, "probe": cmd_probe, "embedding-map": cmd_embedding_map,
-               "methods": cmd_methods, "config": cmd_config}
+               "methods": cmd_methods, "config": cmd_config, "report": cmd_report}
     previous = None
     if threading.current_thread() is threading.main_thread():
         previous = signal.signal(signal.SIGTERM, _on_sigterm)

@@ -57,6 +57,28 @@ def merge(base: dict[str, Any], update: dict[str, Any], _path: tuple[str, ...] =
     return out
 
 
+def flatten_keys(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """{"a": {"b": 1}} -> {"a.b": 1}: dotted keys of the leaves (an empty mapping is a leaf)."""
+    out: dict[str, Any] = {}
+    for key, value in tree.items():
+        if isinstance(value, dict) and value:
+            out.update(flatten_keys(value, f"{prefix}{key}."))
+        else:
+            out[f"{prefix}{key}"] = value
+    return out
+
+
+def nest_key(dotted: str, value: Any, into: dict[str, Any] | None = None) -> dict[str, Any]:
+    """"a.b", 1 -> {"a": {"b": 1}} (set into ``into`` when given); the inverse of :func:`flatten_keys`."""
+    out: dict[str, Any] = {} if into is None else into
+    node = out
+    parts = dotted.strip().split(".")
+    for part in parts[:-1]:
+        node = node.setdefault(part, {})
+    node[parts[-1]] = value
+    return out
+
+
 def parse_override(text: str) -> dict[str, Any]:
     """``a.b.c=value`` -> {"a": {"b": {"c": value}}}; the value is parsed as YAML."""
     if "=" not in text:
@@ -66,13 +88,7 @@ def parse_override(text: str) -> dict[str, Any]:
         value = yaml.safe_load(raw)
     except yaml.YAMLError:
         value = raw
-    out: dict[str, Any] = {}
-    node = out
-    parts = key.strip().split(".")
-    for part in parts[:-1]:
-        node = node.setdefault(part, {})
-    node[parts[-1]] = value
-    return out
+    return nest_key(key, value)
 
 
 def load_config(path: str | Path | None = None, overrides: list[str] | tuple[str, ...] = ()) -> dict[str, Any]:
@@ -167,6 +183,7 @@ def _files(v: Any) -> str | None:
 RUN_CONFIG_TYPES = {
     "plugins": _modules,
     "dataset.source": _str(), "dataset.mirror": _str(null=True), "dataset.cache": _str(null=True),
+    "dataset.manifest": _str(null=True),
     "dataset.synthetic.seed": _int(), "dataset.download.retries": _int(0),
     "dataset.download.backoff_s": _num(), "dataset.download.timeout_s": _num(positive=True),
     "dataset.ciao.url": _str(null=True), "dataset.epinions.url": _str(null=True),

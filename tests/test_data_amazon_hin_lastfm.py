@@ -96,7 +96,7 @@ def cfg_for(source: str, root: Path, files: dict[str, str] | None, *extra: str) 
 
 
 def prep(raw):
-    return preprocess.preprocess(raw, {"user_core": 5, "item_core": 3, "seed": 0})
+    return preprocess(raw, {"user_core": 5, "item_core": 3, "seed": 0})
 
 
 def assert_undirected_links(links: np.ndarray, n: int) -> None:

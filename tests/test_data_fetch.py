@@ -201,3 +201,27 @@ def test_path_or_url_downloads_once_into_the_cache(tmp_path):
         assert len(srv.requests) == 1
     assert p1 == p2 == tmp_path / "cache" / "amazon" / "reviews.json"
     assert sha256_file(p1) == digest(b"line\n")
+
+
+def test_a_download_manifest_is_used_as_located_and_checked(tmp_path, monkeypatch):
+    """prepare reads the files the download step recorded, without locating or hashing them again."""
+    import json as _json
+
+    from pmtrec.data import fetch
+
+    raw = tmp_path / "a.dat"
+    raw.write_bytes(b"12345")
+    manifest = tmp_path / "m.json"
+    manifest.write_text(_json.dumps({"dataset": "x", "source": "ciao", "files": {
+        "a.dat": {"path": str(raw), "sha256": "not-checked-again", "bytes": 5}}}))
+    cfg = {"dataset": {"manifest": str(manifest), "mirror": None, "cache": str(tmp_path / "cache"),
+                       "ciao": {"files": {"a.dat": "0" * 64}}}}
+    monkeypatch.setattr(fetch, "sha256_file", lambda p: pytest.fail("hashed again"))
+    assert fetch.resolve_files(cfg, "ciao") == {"a.dat": raw}
+    with pytest.raises(fetch.DataError, match="not 'epinions'"):
+        fetch.resolve_files(cfg, "epinions", {"a.dat": None})
+    with pytest.raises(fetch.DataError, match="no file 'b.dat'"):
+        fetch.resolve_files(cfg, "ciao", {"b.dat": None})
+    raw.write_bytes(b"123456")  # changed since the download step
+    with pytest.raises(fetch.DataError, match="changed since it was downloaded"):
+        fetch.resolve_files(cfg, "ciao")

@@ -9,7 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from pmtrec.data import RawFrames, preprocess
-from pmtrec.data.preprocess import kcore, split_counts, undirected
+from pmtrec.data.preprocessing import kcore, split_counts, undirected
 from pmtrec.errors import ConfigError, DataError
 
 NOCORE = {"user_core": 1, "item_core": 1, "seed": 0}

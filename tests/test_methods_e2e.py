@@ -10,25 +10,17 @@ from pathlib import Path
 
 import pytest
 
-from pmtrec.config import load_config
-from pmtrec.methods import METHODS, available
+from conftest import tiny_config
+from pmtrec.methods import METHODS, available, entries
 from pmtrec.train import Trainer, train
 
 ROOT = Path(__file__).resolve().parent.parent
 QUIET = lambda *_: None  # noqa: E731
-STATEFUL = ["uw", "dwa", "famo", "gradnorm", "dbmtl", "gradvac", "nashmtl", "metabalance"]
+STATEFUL = [e.name for e in entries() if e.kind == "method" and e.stateful]  # the catalogue says which
 
 
 def tiny_cfg(*overrides: str) -> dict:
-    return load_config(overrides=["dataset.synthetic.size=tiny", "train.progress=false", "train.threads=1",
-                                  "train.epochs=2", "train.batch_size=512", *overrides])
-
-
-@pytest.fixture(scope="module")
-def tiny_data():
-    from pmtrec.data import prepare_in_memory
-
-    return prepare_in_memory(tiny_cfg())
+    return tiny_config(*overrides, epochs=2, batch_size=512)
 
 
 def _check_record(r: dict, name: str) -> None:

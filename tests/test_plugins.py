@@ -103,10 +103,7 @@ def test_a_plugin_method_and_source_train_from_the_cli(project):
 
 @pytest.mark.skipif(not SNAKEMAKE.exists(), reason="snakemake is not installed (pip install -e .[workflow])")
 def test_a_plugin_runs_through_the_workflow_into_the_tables_and_the_report(project):
-    for name in ("workflow", "notebooks"):
-        shutil.copytree(ROOT / name, project / name, ignore=shutil.ignore_patterns("__pycache__", ".snakemake"))
-    (project / "reports").mkdir()
-    shutil.copy(ROOT / "reports/template.typ", project / "reports/template.typ")
+    shutil.copytree(ROOT / "workflow", project / "workflow", ignore=shutil.ignore_patterns("__pycache__", ".snakemake"))
     cfg = {
         "plugins": ["my_plugin"],
         "datasets": {"toy": {"source": "toy", "run": {"dataset": {"toy": {"users": 100}}}}},

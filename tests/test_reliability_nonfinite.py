@@ -17,7 +17,7 @@ import pytest
 import torch
 
 from pmtrec.cli import main
-from pmtrec.config import load_config
+from conftest import tiny_config
 from pmtrec.errors import ConfigError, TrainingError
 from pmtrec.methods import GradientMethod, StepOutput
 from pmtrec.methods.registry import METHODS, register
@@ -66,15 +66,12 @@ def nan_method():
 
 
 def cfg(*overrides: str) -> dict:
-    return load_config(overrides=["dataset.synthetic.size=tiny", "train.progress=false", "train.threads=1",
-                                  "train.epochs=3", f"train.batch_size={BATCH}", "train.device=cpu", *overrides])
+    return tiny_config(*overrides, batch_size=BATCH)
 
 
 @pytest.fixture(scope="module")
-def data():
-    from pmtrec.data import prepare_in_memory
-
-    return prepare_in_memory(cfg())
+def data(tiny_data):
+    return tiny_data
 
 
 @pytest.fixture(scope="module")

@@ -22,7 +22,7 @@ import pytest
 import torch
 
 from pmtrec.cli import main
-from pmtrec.config import load_config
+from conftest import tiny_config
 from pmtrec.methods import METHODS
 from pmtrec.train import Trainer
 
@@ -206,16 +206,7 @@ class Killed(BaseException):
 
 
 def tiny_cfg(method: str) -> dict:
-    return load_config(overrides=["dataset.synthetic.size=tiny", "train.progress=false", "train.threads=1",
-                                  "train.device=cpu", "train.epochs=3", "train.batch_size=256", "train.lr=0.01",
-                                  f"train.method={method}"])
-
-
-@pytest.fixture(scope="module")
-def tiny_data():
-    from pmtrec.data import prepare_in_memory
-
-    return prepare_in_memory(tiny_cfg("ew"))
+    return tiny_config("train.lr=0.01", f"train.method={method}")
 
 
 @pytest.mark.parametrize("method", sorted(METHODS) + ["pmtrec-no-focus"])

@@ -24,7 +24,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 SNAKEMAKE = Path(sys.executable).parent / "snakemake"
-COPIED = ["workflow", "config", "notebooks", "profiles", ".test"]
+COPIED = ["workflow", "config", "profiles", ".test"]  # the notebooks and template are package data
 CONFIG = ".test/config/config.yaml"
 TRAINED = ("ew", "pmtrec")  # methods that train (mostpop only ranks)
 
@@ -112,9 +112,6 @@ def test_killed_snakemake_reruns_to_the_same_outputs_as_a_clean_run(tmp_path):
 
     lib = tmp_path / "lib"
     shutil.copytree(ROOT / "pmtrec", lib / "pmtrec", ignore=shutil.ignore_patterns("__pycache__"))
-    (lib / "reports").mkdir()
-    for template in (ROOT / "reports").glob("*.typ"):  # pmtrec.report.build reads <root>/reports/template.typ
-        shutil.copy(template, lib / "reports" / template.name)
     found = subprocess.run([sys.executable, "-c", "import pmtrec; print(pmtrec.__file__)"], env=smk_env(lib),
                            capture_output=True, text=True, cwd=tmp_path).stdout.strip()
     assert found == str(lib / "pmtrec" / "__init__.py")

@@ -236,8 +236,6 @@ def test_workflow_ci_config_pdf(tmp_path):
     ignore = shutil.ignore_patterns(".git", ".venv", "results", "resources", "logs", ".snakemake", "reports",
                                     "__pycache__", "*.egg-info", "runs")
     shutil.copytree(ROOT, work, ignore=ignore)
-    (work / "reports").mkdir(exist_ok=True)
-    shutil.copy(ROOT / "reports" / "template.typ", work / "reports" / "template.typ")
     proc = subprocess.run([snakemake, "all", "--cores", "2", "--configfile", ".test/config/config.yaml"],
                           cwd=work, capture_output=True, text=True, timeout=1800)
     assert proc.returncode == 0, proc.stderr[-3000:]
@@ -249,6 +247,17 @@ def test_workflow_ci_config_pdf(tmp_path):
     row = summary[(summary["kind"] == "main") & (summary["method"] == "pmtrec") & (summary["split"] == "test")
                   & (summary["metric"] == "ndcg@20")].iloc[0]
     assert fmt_mean_std(row["mean"], row["std"]) in norm
+    # `pmtrec report` rebuilds the same tables and the PDF from the results folder alone, elsewhere
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    proc = subprocess.run([sys.executable, "-m", "pmtrec", "report", str(work / "results"), "-o", "r.pdf"],
+                          cwd=elsewhere, capture_output=True, text=True, timeout=900)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    for name in ("summary", "significance", "runs", "ablation", "sensitivity", "tuning", "probes"):
+        assert (elsewhere / "r.pdf.work" / "tables" / f"{name}.csv").read_text() == \
+            (work / "results" / "tables" / f"{name}.csv").read_text(), name
+    again = re.sub(r"\s+", " ", pdf_text(elsewhere / "r.pdf"))
+    assert fmt_mean_std(row["mean"], row["std"]) in again and f"{len(SECTION_TITLES)}. " in again
     # the Snakemake HTML report (report() flags + captions in workflow/report/)
     proc = subprocess.run([snakemake, "--configfile", ".test/config/config.yaml", "--report", "report.html"],
                           cwd=work, capture_output=True, text=True, timeout=600)

@@ -15,7 +15,7 @@ import yaml
 from pmtrec.config import load_config
 from pmtrec.methods import available, entry
 from pmtrec.study import Study, StudyConfigError, load_study
-from pmtrec.study.plan import grid_points
+from pmtrec.study.grid import grid_points
 
 ROOT = Path(__file__).resolve().parents[1]
 SCHEMA = ROOT / "workflow/schemas/config.schema.yaml"

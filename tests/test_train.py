@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from pmtrec.config import load_config
+from conftest import tiny_config
 from pmtrec.methods import StepContext
 from pmtrec.model import MF
 from pmtrec.tasks import bpr_loss
@@ -14,15 +14,7 @@ from pmtrec.train import Trainer, gather_batch, scatter_leaf_grads, task_losses,
 
 
 def tiny_cfg(*overrides: str) -> dict:
-    return load_config(overrides=["dataset.synthetic.size=tiny", "train.progress=false", "train.threads=1",
-                                  "train.epochs=3", "train.batch_size=256", *overrides])
-
-
-@pytest.fixture(scope="module")
-def tiny_data():
-    from pmtrec.data import prepare_in_memory
-
-    return prepare_in_memory(tiny_cfg())
+    return tiny_config(*overrides)
 
 
 def test_gather_batch_maps_every_field_back_to_its_global_ids():

@@ -2,7 +2,7 @@
 resources, and one real end-to-end run of the CI config (.test/config/config.yaml).
 
 Every test runs the real `snakemake` of this environment on a temporary copy of the workflow,
-the configs, the notebooks and the profiles (the library itself is imported from the install).
+the configs and the profiles (the library, with its notebooks and template, is imported from the install).
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 SNAKEMAKE = Path(sys.executable).parent / "snakemake"
-COPIED = ["workflow", "config", "notebooks", "profiles", ".test"]
+COPIED = ["workflow", "config", "profiles", ".test"]  # the notebooks and template are package data
 NOTEBOOKS = 8
 
 pytestmark = pytest.mark.skipif(not SNAKEMAKE.exists(), reason="snakemake is not installed (pip install -e .[workflow])")

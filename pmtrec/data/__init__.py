@@ -4,9 +4,7 @@ Public API::
 
     from pmtrec.data import (RawFrames, Prepared, load_source, prepare_dataset,
                              write_prepared, read_prepared, dataset_stats, NegativeSampler)
-    from pmtrec.data import preprocess  # the module, callable as preprocess(raw, pcfg)
-
-(``pmtrec.data.preprocess`` stays the module, so it is not re-bound to the function here.)
+    from pmtrec.data import preprocess  # the function preprocess(raw, pcfg) (module: pmtrec.data.preprocessing)
 """
 
 from __future__ import annotations
@@ -18,7 +16,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from pmtrec.data.frames import Prepared, RawFrames
-from pmtrec.data import preprocess  # the module, callable as preprocess(raw, pcfg)
+from pmtrec.data.preprocessing import preprocess
 from pmtrec.data.sources import SOURCES, load_source, register
 from pmtrec.data.stats import dataset_stats, format_stats
 from pmtrec.data.store import read_prepared, write_prepared
@@ -26,7 +24,7 @@ from pmtrec.data.store import read_prepared, write_prepared
 
 def prepare_in_memory(cfg: dict[str, Any]) -> Prepared:
     """load_source -> preprocess, without writing anything."""
-    return preprocess.preprocess(load_source(cfg), cfg.get("preprocess", {}))
+    return preprocess(load_source(cfg), cfg.get("preprocess", {}))
 
 
 _STDOUT: Any = object()  # the current sys.stdout at call time (a default of sys.stdout binds the one at import)
@@ -43,7 +41,7 @@ def prepare_dataset(cfg: dict[str, Any], out_dir: str | os.PathLike, *, stream: 
     t0 = time.perf_counter()
     raw = load_source(cfg)
     t1 = time.perf_counter()
-    prepared = preprocess.preprocess(raw, cfg.get("preprocess", {}))
+    prepared = preprocess(raw, cfg.get("preprocess", {}))
     t2 = time.perf_counter()
     section = {"dataset": cfg.get("dataset"), "preprocess": cfg.get("preprocess")}
     write_prepared(prepared, Path(out_dir), extra_meta={"config": section, "config_hash": config_hash(section)})

@@ -25,6 +25,7 @@ from __future__ import annotations
 import hashlib
 import http.client
 import math
+import json
 import os
 import shutil
 import time
@@ -217,6 +218,29 @@ def _extract(zip_path: Path, wanted: list[str], out_dir: Path) -> None:
 
 
 # ----------------------------------------------------------------------------- resolve
+def from_manifest(cfg: dict[str, Any], source: str, name: str) -> Path | None:
+    """The path a download manifest (``dataset.manifest``) gives for file or key ``name``, or None
+    without a manifest. The download step located and checksummed the file; only its size is
+    checked again here (a manifest whose file changed since is an error, not a silent reuse)."""
+    manifest = (cfg.get("dataset") or {}).get("manifest")
+    if not manifest:
+        return None
+    path = Path(manifest)
+    try:
+        record = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as exc:
+        raise DataError(f"{path}: cannot read the download manifest ({exc})") from None
+    if record.get("source") != source:
+        raise DataError(f"{path}: a manifest of source '{record.get('source')}', not '{source}'")
+    entry = (record.get("files") or {}).get(name)
+    if not isinstance(entry, dict) or "path" not in entry:
+        raise DataError(f"{path}: no file '{name}' in the manifest (rerun the download step)")
+    found = Path(entry["path"])
+    if not found.is_file() or found.stat().st_size != entry.get("bytes"):
+        raise DataError(f"{path}: {found} is missing or changed since it was downloaded (rerun the download step)")
+    return found
+
+
 def resolve_files(cfg: dict[str, Any], source: str, files: dict[str, str | None] | None = None) -> dict[str, Path]:
     """Return verified local paths of every file of ``source`` (see module doc)."""
     ds = cfg.get("dataset", {})
@@ -225,6 +249,8 @@ def resolve_files(cfg: dict[str, Any], source: str, files: dict[str, str | None]
         files = scfg.get("files")
     if not isinstance(files, dict) or not files:
         raise DataError(f"dataset.{source}.files: expected a mapping file name -> sha256, got {files!r}")
+    if ds.get("manifest"):  # located and checked by the download step already
+        return {name: from_manifest(cfg, source, name) for name in files}
     mirror = mirror_dir(cfg)
     cache = cache_dir(cfg) / source
     out: dict[str, Path] = {}
@@ -274,6 +300,9 @@ def resolve_files(cfg: dict[str, Any], source: str, files: dict[str, str | None]
 
 def resolve_path_or_url(cfg: dict[str, Any], source: str, value: str, key: str) -> Path:
     """A local path, or a URL downloaded once into ``<cache>/<source>/``."""
+    known = from_manifest(cfg, source, key)
+    if known is not None:
+        return known
     if is_url(value):
         name = Path(urllib.parse.urlparse(value).path).name
         if not name:

@@ -200,17 +200,7 @@ def read_prepared(in_dir: str | os.PathLike, verify: bool = True) -> Prepared:
 
 
 # Keys that only locate raw files: a run may differ from its prepared folder in these.
-LOCATION_KEYS = ("dataset.mirror", "dataset.cache")
-
-
-def _flat(tree: dict, prefix: str) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for key, value in tree.items():
-        if isinstance(value, dict) and value:
-            out.update(_flat(value, f"{prefix}{key}."))
-        else:
-            out[f"{prefix}{key}"] = value
-    return out
+LOCATION_KEYS = ("dataset.mirror", "dataset.cache", "dataset.manifest")
 
 
 def adopt_prepared_config(cfg: dict[str, Any], in_dir: str | os.PathLike, explicit: set[str]
@@ -232,8 +222,10 @@ def adopt_prepared_config(cfg: dict[str, Any], in_dir: str | os.PathLike, explic
     prepared = meta.get("config")
     if not isinstance(prepared, dict):  # written without its config: nothing to adopt
         return cfg, info
-    ours = _flat({k: cfg.get(k) or {} for k in ("dataset", "preprocess")}, "")
-    theirs = _flat({k: prepared.get(k) or {} for k in ("dataset", "preprocess")}, "")
+    from pmtrec.config import flatten_keys
+
+    ours = flatten_keys({k: cfg.get(k) or {} for k in ("dataset", "preprocess")})
+    theirs = flatten_keys({k: prepared.get(k) or {} for k in ("dataset", "preprocess")})
     for key in sorted(explicit):
         if key in theirs and key not in LOCATION_KEYS and ours.get(key) != theirs[key]:
             raise DataError(f"{key}: {ours.get(key)!r} conflicts with {in_dir / 'meta.json'}, prepared with "

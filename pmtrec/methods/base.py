@@ -129,6 +129,10 @@ class Method(nn.Module):
     task_set: ClassVar[str] = "all"
     tunable: ClassVar[dict[str, tuple]] = {}
     implementation: ClassVar[str] = "hand"  # or the library it wraps, for docs/methods.md
+    # Which task permutations leave the update unchanged (the weights permuted with the tasks):
+    # "all"; "aux" (the auxiliary tasks only: the main task is special); "none" (order-dependent
+    # by design, e.g. PCGrad's sequential projections). Checked by tests/test_methods_baselines.py.
+    symmetry: ClassVar[str] = "all"
     uses_grads: ClassVar[bool] = False
 
     def __init__(self, task_names: Sequence[str]) -> None:

@@ -108,6 +108,7 @@ class PCGrad(_GramianMethod):
     """
 
     name = "pcgrad"
+    symmetry = "none"
     implementation = "torchjd `PCGradWeighting`"
     label = "PCGrad"
     colour = "#0077BB"
@@ -132,6 +133,7 @@ class GradVac(_GramianMethod):
     """
 
     name = "gradvac"
+    symmetry = "none"
     implementation = "torchjd `GradVacWeighting`"
     label = "GradVac"
     colour = "#77AADD"

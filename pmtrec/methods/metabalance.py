@@ -29,6 +29,7 @@ class MetaBalance(GradientMethod):
     """
 
     name = "metabalance"
+    symmetry = "aux"
     label = "MetaBalance"
     colour = "#6699CC"
     order = 180

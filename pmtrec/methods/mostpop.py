@@ -6,7 +6,7 @@ import numpy as np
 import torch
 
 from pmtrec.errors import PmtrecError
-from pmtrec.evaluate import _as_pairs, _pair_keys
+from pmtrec.interactions import _as_pairs, _pair_keys
 from pmtrec.methods.registry import BaselineModel, register
 
 

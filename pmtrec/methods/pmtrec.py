@@ -73,6 +73,7 @@ class PMTRec(GradientMethod):
     """Personalised task weighting + gradient magnitude balancing + task focusing, per embedding row."""
 
     name = "pmtrec"
+    symmetry = "aux"
     label = "PMTRec"
     colour = "#D55E00"
     order = 200

@@ -135,6 +135,7 @@ class Entry:
     task_set: str                 # all: every task the dataset has; main: the main task alone
     uses_grads: bool              # reads per-task gradients
     stateful: bool                # keeps state across steps (checkpointed)
+    symmetry: str                 # task permutations that leave the update unchanged: all | aux | none
     params: dict[str, Any] = field(default_factory=dict)   # hyperparameters and defaults
     tunable: dict[str, list] = field(default_factory=dict)  # hyperparameter -> [low, high] to search
     base: str | None = None       # variants: the method they fix switches of
@@ -155,7 +156,8 @@ def entry(name: str, where: str = "train.method") -> Entry:
         return Entry(name=name, kind="method", family=cls.family, label=cls.label or name, colour=cls.colour,
                      order=cls.order, summary=_summary(cls), implementation=cls.implementation, trains=True,
                      task_set=cls.task_set,
-                     uses_grads=cls.uses_grads, stateful=cls.stateful, params=method_parameters(cls),
+                     uses_grads=cls.uses_grads, stateful=cls.stateful, symmetry=cls.symmetry,
+                     params=method_parameters(cls),
                      tunable={k: list(v) for k, v in cls.tunable.items()})
     if name in VARIANTS:
         v = VARIANTS[name]
@@ -164,6 +166,7 @@ def entry(name: str, where: str = "train.method") -> Entry:
                      colour=v.colour, order=v.order,
                      summary=f"{v.base} with " + ", ".join(f"{k}={val}" for k, val in v.switches.items()),
                      implementation=base.implementation, trains=True, task_set=base.task_set, uses_grads=base.uses_grads, stateful=base.stateful,
+                     symmetry=base.symmetry,
                      params={k: val for k, val in base.params.items() if k not in v.switches},
                      tunable={k: val for k, val in base.tunable.items() if k not in v.switches},
                      base=v.base, switches=dict(v.switches))
@@ -171,8 +174,7 @@ def entry(name: str, where: str = "train.method") -> Entry:
         cls = MODELS[name]
         return Entry(name=name, kind="model", family=cls.family, label=cls.label or name, colour=cls.colour,
                      order=cls.order, summary=_summary(cls), implementation="hand", trains=False, task_set="main",
-                     uses_grads=False,
-                     stateful=False)
+                     uses_grads=False, stateful=False, symmetry="all")
     raise unknown_name(name, where)
 
 

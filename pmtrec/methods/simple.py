@@ -13,6 +13,7 @@ class Single(LossWeighting):
     """Main task only (weight 1 on task 0, 0 elsewhere): the no-multi-task baseline."""
 
     name = "single"
+    symmetry = "aux"
     label = "Single-task"
     colour = "#777777"
     order = 10

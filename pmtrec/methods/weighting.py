@@ -166,6 +166,7 @@ class RandomLossWeighting(LossWeighting):
     """
 
     name = "rlw"
+    symmetry = "none"
     label = "RLW"
     colour = "#44AA99"
     order = 70

@@ -4,7 +4,7 @@
         --results 'results/runs/**/*.json' -o reports/pmtrec_report.pdf
 
 Each section folder holds ``section.json`` and its SVG figures (:mod:`pmtrec.report.section`).
-The builder copies them with reports/template.typ and a ``meta.json`` (title page: git commit,
+The builder copies them with the packaged template (pmtrec/report/template.typ) and a ``meta.json`` (title page: git commit,
 config hash, date, datasets, hardware) into a temporary folder, compiles with typst (the PyPI
 package: offline, no TeX, no browser) and renames the PDF into place, so a reader never sees a
 half-written report.
@@ -28,10 +28,10 @@ import pandas as pd
 
 from pmtrec.io import atomic_path
 from pmtrec.report.data import ReportError
-from pmtrec.report.section import SECTION_FILE, make_readable, read_section
+from pmtrec.report.section import SECTION_FILE, read_section
 
 ROOT = Path(__file__).resolve().parents[2]
-DEFAULT_TEMPLATE = ROOT / "reports" / "template.typ"
+DEFAULT_TEMPLATE = Path(__file__).resolve().parent / "template.typ"  # package data
 TITLE = "PMTRec: Personalized Multi-Task Training for Recommendation"
 SUBTITLE = "Reproduction report"
 
@@ -186,7 +186,6 @@ def build_report(section_dirs: Sequence[str | Path], output: str | Path, *, tabl
             except Exception as exc:  # typst.TypstError: keep its first lines, they name the position
                 lines = [ln for ln in str(exc).splitlines() if ln.strip()]
                 raise ReportError(f"typst failed to compile the report: {' | '.join(lines[:4])}") from None
-            make_readable([tmp])
     return output
 
 

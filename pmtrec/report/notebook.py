@@ -14,9 +14,19 @@ from typing import Any
 
 from pmtrec.errors import PmtrecError
 
-# The report's notebooks (notebooks/<name>.ipynb), in the PDF's order: the one list of them.
+# The report's notebooks (package data: pmtrec/report/notebooks/<name>.ipynb, also reachable as
+# notebooks/ at the repository root), in the PDF's order: the one list of them.
 NOTEBOOKS = ("01_datasets", "02_main_comparison", "03_ablation", "04_personalization", "05_training_dynamics",
              "06_sensitivity", "07_efficiency", "08_embeddings")
+
+
+def notebook_path(name: str) -> str:
+    """The installed copy of report notebook ``name`` (an editable install: the repository's)."""
+    from importlib import resources
+
+    if name not in NOTEBOOKS:
+        raise PmtrecError(f"unknown report notebook '{name}' (known: {', '.join(NOTEBOOKS)})")
+    return str(resources.files("pmtrec.report") / "notebooks" / f"{name}.ipynb")
 
 PREFIX = "pmtrec report: error: "
 

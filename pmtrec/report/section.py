@@ -96,16 +96,7 @@ class Section:
     def save(self) -> Path:
         path = self.out_dir / SECTION_FILE
         write_json(path, self.to_json())
-        make_readable(p for p in self.out_dir.iterdir() if p.is_file())
         return path
-
-
-def make_readable(paths) -> None:
-    """Give files the usual umask permissions (pmtrec.io.atomic_path's temp files are 0600)."""
-    mask = os.umask(0)
-    os.umask(mask)
-    for p in paths:
-        os.chmod(p, 0o666 & ~mask)
 
 
 def _show_and_close(fig) -> None:

@@ -1,7 +1,7 @@
 """Report tables: mean ± std cells, best bold / second underlined, significance markers.
 
 A :class:`Table` is data (cell text plus flags), not markup: the PDF template
-(reports/template.typ) renders it from JSON, and the notebooks show it as a DataFrame
+(pmtrec/report/template.typ) renders it from JSON, and the notebooks show it as a DataFrame
 (``**best**``, ``__second__``). No escaping is needed anywhere.
 """
 

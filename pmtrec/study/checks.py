@@ -83,15 +83,10 @@ def validate_schema(cfg: dict, schema_path: str | Path) -> dict:
 
 # ---- helpers shared with the planner ------------------------------------------------------------
 def flatten(tree: dict, prefix: str = "") -> list[tuple[str, Any]]:
-    """{"a": {"b": 1}} -> [("a.b", 1)] (dict leaves only; lists stay values)."""
-    items = []
-    for key, value in tree.items():
-        dotted = f"{prefix}{key}"
-        if isinstance(value, dict) and value:
-            items.extend(flatten(value, dotted + "."))
-        else:
-            items.append((dotted, value))
-    return items
+    """{"a": {"b": 1}} -> [("a.b", 1)] (pmtrec.config.flatten_keys, as pairs)."""
+    from pmtrec.config import flatten_keys
+
+    return list(flatten_keys(tree, prefix).items())
 
 
 def split_params(params: dict) -> tuple[dict, dict]:

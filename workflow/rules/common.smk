@@ -5,18 +5,18 @@
 import hashlib
 import json
 import os
-import shlex
+import shlex  # noqa: F401  (prepare.smk)
 
 from snakemake.exceptions import WorkflowError
 
 from pmtrec.aggregate import TABLES as TABLE_NAMES
 from pmtrec.errors import ConfigError
-from pmtrec.report.notebook import NOTEBOOKS
+from pmtrec.report.notebook import NOTEBOOKS, notebook_path
 from pmtrec.study import load_study
 from pmtrec.study.paths import (LOGS, REPORT_DIR, REPORT_PDF, RESULTS, TABLES, ablation_path, bench_path,
                                 checkpoint_path, emb_path, manifest_path, map_path, prepared_dir, probe_path,
                                 run_path, selected_path, sensitivity_path, tune_path)
-from pmtrec.study.plan import canon, set_args
+from pmtrec.study.grid import canon, set_args
 
 
 class ConfigKeyError(WorkflowError):
@@ -33,8 +33,8 @@ def plan_study(cfg):
 
 # ------------------------------------------------------------------------- input / param functions
 def download_input(wildcards):
-    """The download manifest, for sources that read raw files."""
-    return [manifest_path(wildcards.dataset)] if STUDY.reads_files(wildcards.dataset) else []
+    """The download manifest, for sources that read raw files (unpacked: input.manifest)."""
+    return {"manifest": manifest_path(wildcards.dataset)} if STUDY.reads_files(wildcards.dataset) else {}
 
 
 def local_inputs(wildcards):

@@ -8,8 +8,8 @@ MIRROR_ARG = f"--set dataset.mirror={shlex.quote(config['mirror'])}" if config["
 rule prepare:
     """Canonical prepared dataset of one configured dataset."""
     input:
-        download_input,
-        local_inputs,
+        unpack(download_input),
+        local=local_inputs,
     output:
         directory(prepared_dir("{dataset}")),
     log:
@@ -18,6 +18,8 @@ rule prepare:
         bench_path("prepare", "{dataset}")
     params:
         sets=lambda wc: set_args(STUDY.prepare_pairs(wc.dataset)),
+        # the download step's manifest: its files are used as located and checksummed there
+        manifest=lambda wc, input: f"--set dataset.manifest={shlex.quote(input.manifest)}" if input.get("manifest") else "",
     threads: STUDY.resources["prepare"]["threads"]
     resources:
         mem_mb=STUDY.resources["prepare"]["mem_mb"],
@@ -25,4 +27,4 @@ rule prepare:
     conda:
         "../envs/pmtrec.yaml"
     shell:
-        "pmtrec prepare {params.sets} {MIRROR_ARG} --out {output} > {log} 2>&1"
+        "pmtrec prepare {params.sets} {MIRROR_ARG} {params.manifest} --out {output} > {log} 2>&1"

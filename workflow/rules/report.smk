@@ -1,4 +1,5 @@
-# Stages 7-8: notebook and report. Each report notebook (notebooks/NN_name.ipynb) is executed by
+# Stages 7-8: notebook and report. Each report notebook (package data: pmtrec/report/notebooks/,
+# also notebooks/ at the repository root; pmtrec.report.notebook.notebook_path) is executed by
 # papermill (python -m pmtrec.report.execute: one-line errors) with the parameters it declares out of
 # tables_dir, out_dir, datasets, prepared_dirs and bench_csvs; it writes its figures (SVG), tables
 # and readings to results/report/NN_name/. The report step compiles those folders into
@@ -6,9 +7,6 @@
 # the figures and the PDF (captions in workflow/report/).
 
 NB_RES = STUDY.resources["notebook"]
-# The typst template; when the working directory has none (a copy of the workflow alone), the
-# builder uses the one next to the installed pmtrec package (editable install).
-REPORT_TEMPLATE = ["reports/template.typ"] if os.path.isfile("reports/template.typ") else []
 
 
 def notebook_datasets(wildcards):
@@ -23,7 +21,7 @@ def notebook_prepared(wildcards):
 rule notebook:
     """Execute one report notebook against the aggregated tables."""
     input:
-        notebook="notebooks/{notebook}.ipynb",
+        notebook=lambda wc: notebook_path(wc.notebook),
         tables=expand(f"{TABLES}/{{name}}.csv", name=TABLE_NAMES),
         prepared=notebook_prepared,
     output:
@@ -60,7 +58,6 @@ rule report:
         notebooks=expand(f"{RESULTS}/notebooks/{{notebook}}.ipynb", notebook=NOTEBOOKS),
         sections=expand(f"{REPORT_DIR}/{{notebook}}", notebook=NOTEBOOKS),
         tables=expand(f"{TABLES}/{{name}}.csv", name=TABLE_NAMES),
-        template=REPORT_TEMPLATE,
     output:
         report(REPORT_PDF, caption="../report/pdf.rst", category="Report"),
     log:

@@ -37,8 +37,8 @@ except PmtrecError as exc:
     raise SystemExit(1)
 
 manifest = {"dataset": sm.wildcards.dataset, "source": source,
-            "files": {name: {"sha256": fetch.sha256_file(p), "bytes": Path(p).stat().st_size}
-                      for name, p in paths.items()}}
+            "files": {name: {"path": str(p), "sha256": fetch.sha256_file(p), "bytes": Path(p).stat().st_size}
+                      for name, p in paths.items()}}  # read by prepare (dataset.manifest): not located again
 for name, p in paths.items():
     print(f"{name}: {p} ({manifest['files'][name]['bytes']} bytes, sha256 {manifest['files'][name]['sha256']})")
 write_json(sm.output[0], manifest)

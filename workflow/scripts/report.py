@@ -8,11 +8,9 @@ from pmtrec.report.build import build_report
 sm = snakemake  # noqa: F821 (injected by Snakemake)
 sys.stderr = sys.stdout = open(sm.log[0], "w")
 
-template = list(sm.input.template)  # [] -> the template next to the installed package
-try:
+try:  # the template is package data (pmtrec/report/template.typ)
     out = build_report(list(sm.input.sections), sm.output[0], tables_dir=sm.params.tables,
-                       results=sm.params.results, config_hash=sm.params.config_hash,
-                       template=template[0] if template else None)
+                       results=sm.params.results, config_hash=sm.params.config_hash)
 except PmtrecError as exc:
     print(f"pmtrec report: error: {exc}")
     raise SystemExit(1)

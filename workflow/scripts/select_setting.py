@@ -1,10 +1,10 @@
-"""Glue for rule `select_setting`: pick the best grid point (pmtrec.aggregate.select_setting)."""
+"""Glue for rule `select_setting`: pick the best grid point (pmtrec.study.tuning.select_setting)."""
 
 import sys
 
 import yaml
 
-from pmtrec.aggregate import select_setting, setting_config
+from pmtrec.study.tuning import select_setting, setting_config
 from pmtrec.io import write_text
 
 sm = snakemake  # noqa: F821 (injected by Snakemake)

@@ -33,7 +33,7 @@ from typing import IO, Any, Iterator
 
 import pandas as pd
 
-from pmtrec.data.fetch import cache_dir, mirror_dir, resolve_path_or_url
+from pmtrec.data.fetch import cache_dir, from_manifest, mirror_dir, resolve_path_or_url
 from pmtrec.data.frames import RawFrames
 from pmtrec.data.sources import register
 from pmtrec.errors import ConfigError, DataError
@@ -146,6 +146,9 @@ def review_names(category: str) -> tuple[str, ...]:
 
 def default_path(cfg: dict[str, Any], names: tuple[str, ...], key: str) -> Path:
     """The first of ``names`` (or its uncompressed twin) in ``<mirror>/amazon/``, then ``<cache>/amazon/``."""
+    known = from_manifest(cfg, "amazon", key)
+    if known is not None:
+        return known
     mirror = mirror_dir(cfg)
     bases = ([mirror] if mirror is not None else []) + [cache_dir(cfg)]
     for base in bases:

@@ -30,8 +30,6 @@ Rules (all vectorised; documented in docs/data_format.md):
 from __future__ import annotations
 
 import math
-import sys
-import types
 from typing import Any
 
 import numpy as np
@@ -45,28 +43,30 @@ SPLITS = ("train", "valid", "test")
 
 # ----------------------------------------------------------------------------- options
 def _options(pcfg: dict[str, Any]) -> dict[str, Any]:
-    pcfg = dict(pcfg or {})
+    from pmtrec.config import defaults
+
+    pcfg = {**defaults()["preprocess"], **(pcfg or {})}  # one set of defaults: pmtrec/defaults.yaml
     thr = pcfg.get("implicit_threshold")
     if thr is not None and (isinstance(thr, bool) or not isinstance(thr, (int, float)) or not math.isfinite(thr)):
         raise ConfigError(f"preprocess.implicit_threshold: expected null or a number, got {thr!r}")
     cores = {}
     for key in ("user_core", "item_core"):
-        value = pcfg.get(key, 1)
+        value = pcfg[key]
         if value is None:
             value = 1
         if isinstance(value, bool) or not isinstance(value, int) or value < 0:
             raise ConfigError(f"preprocess.{key}: expected a non-negative integer, got {value!r}")
         cores[key] = max(1, value)
-    split = pcfg.get("split", "random")
+    split = pcfg["split"]
     if split not in ("random", "temporal"):
         raise ConfigError(f"preprocess.split: expected random or temporal, got {split!r}")
-    ratios = pcfg.get("ratios", [0.8, 0.1, 0.1])
+    ratios = pcfg["ratios"]
     ok = isinstance(ratios, (list, tuple)) and len(ratios) == 3 and all(
         isinstance(r, (int, float)) and not isinstance(r, bool) and math.isfinite(r) and r >= 0 for r in ratios)
     if not ok or abs(sum(ratios) - 1.0) > 1e-6 or ratios[0] <= 0:
         raise ConfigError(f"preprocess.ratios: expected [train, valid, test] >= 0 summing to 1 with train > 0, "
                           f"got {ratios!r}")
-    seed = pcfg.get("seed", 0)
+    seed = pcfg["seed"]
     if isinstance(seed, bool) or not isinstance(seed, int):
         raise ConfigError(f"preprocess.seed: expected an integer, got {seed!r}")
     return {"implicit_threshold": thr, **cores, "split": split, "ratios": [float(r) for r in ratios],
@@ -351,15 +351,3 @@ def preprocess(raw: RawFrames, pcfg: dict[str, Any]) -> Prepared:
         "kcore_rounds": int(rounds),
     }
     return prepared
-
-
-class _CallableModule(types.ModuleType):
-    """``pmtrec.data.preprocess`` is this module, and calling it runs :func:`preprocess`,
-    so both ``pmtrec.data.preprocess.preprocess(raw, pcfg)`` and
-    ``from pmtrec.data import preprocess; preprocess(raw, pcfg)`` work."""
-
-    def __call__(self, raw: RawFrames, pcfg: dict[str, Any]) -> Prepared:
-        return preprocess(raw, pcfg)
-
-
-sys.modules[__name__].__class__ = _CallableModule
