@@ -32,7 +32,7 @@ def make_ctx(G: torch.Tensor, c=None, after=None, step: int = 0) -> StepContext:
     rows = torch.zeros(R, d, requires_grad=True)
     losses = c + (G * rows).sum((1, 2))
     recompute = None if after is None else (lambda: torch.as_tensor(after, dtype=torch.float32))
-    return StepContext(losses=losses, task_names=NAMES[:K], rows=rows, n_user_rows=N_USER_ROWS,
+    return StepContext.for_rows(losses=losses, task_names=NAMES[:K], rows=rows, n_user_rows=N_USER_ROWS,
                        row_ids=torch.arange(R), touched=G.abs().sum(-1) > 0,
                        task_params=[[] for _ in range(K)], epoch=0, epochs=10, step=step,
                        recompute_losses=recompute)
@@ -43,7 +43,7 @@ def run(method, G, c=None, after=None):
     ctx = make_ctx(G, c, after)
     out = method.step(ctx)
     if out.loss is not None:
-        grad = torch.autograd.grad(out.loss, ctx.rows)[0]
+        grad = torch.autograd.grad(out.loss, ctx.source.rows)[0]
     else:
         grad = out.row_grad
     method.after_step(ctx)

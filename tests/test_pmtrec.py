@@ -13,6 +13,7 @@ from torch.overrides import TorchFunctionMode
 
 from pmtrec.errors import ConfigError
 from pmtrec.methods import StepContext, build_method
+from pmtrec.methods.base import RowGradients
 from pmtrec.methods.pmtrec import PMTRec, focus_schedule
 
 TASKS = ("rec", "social", "category", "coview")
@@ -25,10 +26,11 @@ def make_ctx(grads: torch.Tensor, touched: torch.Tensor | None = None, epoch: in
     if touched is None:
         touched = torch.ones(K, R, dtype=torch.bool)
     grads = grads * touched[..., None].to(grads.dtype)
+    source = RowGradients(rows=torch.zeros(R, d, dtype=grads.dtype), row_ids=torch.arange(R),
+                          task_params=[[] for _ in range(K)], grads=grads)  # the gradients given
     return StepContext(losses=torch.zeros(K), task_names=TASKS[:K] if K <= 4 else tuple(f"t{k}" for k in range(K)),
-                       rows=torch.zeros(R, d, dtype=grads.dtype), n_user_rows=R if n_user_rows is None else n_user_rows,
-                       row_ids=torch.arange(R), touched=touched, task_params=[[] for _ in range(K)],
-                       epoch=epoch, epochs=epochs, step=0, _grads=grads)
+                       touched=touched, n_user_rows=R if n_user_rows is None else n_user_rows,
+                       epoch=epoch, epochs=epochs, step=0, source=source)
 
 
 def method(name: str = "pmtrec", k: int = 3, **params) -> PMTRec:
@@ -294,7 +296,7 @@ def test_pmtrec_none_equals_ews_row_gradient():
     # a tiny differentiable per-task loss that depends only on the rows it touches
     losses = torch.stack([((rows * targets[k]).sum(1).sin() * touched[k]).sum() + ((rows ** 2).sum(1) * touched[k]).sum()
                           for k in range(K)])
-    ctx = StepContext(losses=losses, task_names=TASKS, rows=rows, n_user_rows=4, row_ids=torch.arange(R),
+    ctx = StepContext.for_rows(losses=losses, task_names=TASKS, rows=rows, n_user_rows=4, row_ids=torch.arange(R),
                       touched=touched, task_params=[[] for _ in range(K)], epoch=7, epochs=20, step=0)
     ew_grad, = torch.autograd.grad(losses.sum(), rows, retain_graph=True)  # EW: backprop the plain sum
     out = method("pmtrec-none", k=K).step(ctx)
@@ -444,7 +446,7 @@ def test_pmtrec_per_row_weights_differ_in_a_real_step():
     batch = gather_batch(fields)
     rows = torch.cat([tr.model.user.detach()[batch.user_ids], tr.model.item.detach()[batch.item_ids]])
     rows.requires_grad_()
-    ctx = StepContext(task_losses(tr.tasks, batch, rows), tr.task_names, rows, len(batch.user_ids),
+    ctx = StepContext.for_rows(task_losses(tr.tasks, batch, rows), tr.task_names, rows, len(batch.user_ids),
                       torch.cat([batch.user_ids, batch.item_ids]), batch.touched,
                       [list(t.parameters()) for t in tr.tasks], 0, 1, 0)
     out = tr.method.step(ctx)

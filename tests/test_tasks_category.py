@@ -84,9 +84,9 @@ def test_trainer_row_gradients_with_a_multi_label_category_task():
     assert cat.multi_label and cat.labels.shape == (len(np.unique(both[:, 0])), 2)
     batch = gather_batch(tr._sample(next(tr.tasks[0].epoch_batches(64, tr.gen))))
     ctx, _ = tr.step_context(batch)
-    rows = ctx.rows.clone().requires_grad_()
-    slow = StepContext(task_losses(tr.tasks, batch, rows), tr.task_names, rows, ctx.n_user_rows, ctx.row_ids,
-                       ctx.touched, ctx.task_params, 0, 1, 0)
+    rows = ctx.source.rows.clone().requires_grad_()
+    slow = StepContext.for_rows(task_losses(tr.tasks, batch, rows), tr.task_names, rows, ctx.n_user_rows, ctx.source.row_ids,
+                       ctx.touched, ctx.source.task_params, 0, 1, 0)
     torch.testing.assert_close(ctx.grads(), slow.grads(), rtol=1e-5, atol=1e-9)
     result = train(cfg, data, log=lambda *_: None)
     assert np.isfinite(result["test"]["overall"]["ndcg@20"]) and result["test"]["overall"]["ndcg@20"] > 0

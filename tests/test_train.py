@@ -63,7 +63,7 @@ def test_row_gradients_equal_full_table_gradients():
     b = gather_batch(fields)
     rows = torch.cat([model.user.detach()[b.user_ids], model.item.detach()[b.item_ids]]).requires_grad_()
     losses = task_losses(tasks, b, rows)
-    ctx = StepContext(losses, ("rec", "coview"), rows, len(b.user_ids), torch.cat([b.user_ids, b.item_ids]),
+    ctx = StepContext.for_rows(losses, ("rec", "coview"), rows, len(b.user_ids), torch.cat([b.user_ids, b.item_ids]),
                       b.touched, [[], []], 0, 1, 0)
     G = ctx.grads()
     for k, task_fields in enumerate(fields):
@@ -86,9 +86,9 @@ def test_trainer_fast_path_matches_one_autograd_pass_per_task(tiny_data):
     batch = gather_batch(tr._sample(rec_fields))
     ctx, leaves = tr.step_context(batch)
     G, P = ctx.grads(), ctx.param_grads()
-    rows = ctx.rows.clone().requires_grad_()
-    slow = StepContext(task_losses(tr.tasks, batch, rows), tr.task_names, rows, ctx.n_user_rows, ctx.row_ids,
-                       ctx.touched, ctx.task_params, 0, 1, 0)
+    rows = ctx.source.rows.clone().requires_grad_()
+    slow = StepContext.for_rows(task_losses(tr.tasks, batch, rows), tr.task_names, rows, ctx.n_user_rows, ctx.source.row_ids,
+                       ctx.touched, ctx.source.task_params, 0, 1, 0)
     torch.testing.assert_close(G, slow.grads(), rtol=1e-5, atol=1e-9)
     assert float(G[~ctx.touched].abs().sum()) == 0.0
     for mine, ref in zip(P, slow.param_grads()):
@@ -100,8 +100,8 @@ def test_trainer_fast_path_matches_one_autograd_pass_per_task(tiny_data):
     w = torch.tensor([1.0, 0.5, 2.0, 0.25][:len(tr.task_names)])
     (w * ctx2.losses).sum().backward()
     got = scatter_leaf_grads(leaves2, [leaf.grad for mine in leaves2 for _, leaf in mine],
-                             torch.zeros_like(ctx2.rows), False)
-    rows3 = ctx.rows.clone().requires_grad_()
+                             torch.zeros_like(ctx2.source.rows), False)
+    rows3 = ctx.source.rows.clone().requires_grad_()
     (w * task_losses(tr.tasks, batch, rows3)).sum().backward()
     torch.testing.assert_close(got, rows3.grad, rtol=1e-5, atol=1e-9)
 

@@ -57,7 +57,7 @@ def run(size: str, name: str, epochs: int) -> dict:
         def aggregate(grads, ctx):
             out = inner(grads, ctx)
             nu = ctx.n_user_rows
-            ids = ctx.row_ids[:nu]
+            ids = ctx.source.row_ids[:nu]
             t = ctx.touched[:, :nu].T.double()
             acc["w"].index_add_(0, ids, out.row_weights[:nu].double() * t)
             acc["n"].index_add_(0, ids, grads[:, :nu].norm(dim=2).T.double() * t)

@@ -4,10 +4,17 @@ Importing this package registers every built-in method; add a module here to add
 register one from a plugin module (docs/extending.md).
 """
 
-from pmtrec.methods import gradient, metabalance, mostpop, pmtrec, simple, weighting  # noqa: F401  (register)
+import importlib
+import pkgutil
+
 from pmtrec.methods.base import GradientMethod, LossWeighting, Method, StepContext, StepOutput
 from pmtrec.methods.registry import (METHODS, MODELS, VARIANTS, BaselineModel, Entry, available, build_method,
                                      check_params, entries, entry, register, register_variant)
+
+# Every module of this package registers its methods on import (base and registry define the interface).
+for _module in sorted(m.name for m in pkgutil.iter_modules(__path__)):
+    if _module not in ("base", "registry"):
+        importlib.import_module(f"{__name__}.{_module}")
 
 __all__ = [
     "BaselineModel", "Entry", "GradientMethod", "LossWeighting", "Method", "StepContext", "StepOutput",

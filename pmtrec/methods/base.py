@@ -1,8 +1,8 @@
 """The method interface: how the task losses or task gradients of one step are combined.
 
 A method is small and sees only what one step gives it (a :class:`StepContext`):
-the per-task losses and, on demand, the per-task gradients with respect to the
-embedding rows the batch touched. It returns a :class:`StepOutput`; the trainer
+the per-task losses, on demand the per-task gradients with respect to the embedding
+rows the batch touched, which task touched which row, and the schedule (epoch, step). It returns a :class:`StepOutput`; the trainer
 owns the loop, the optimizer and the parameters.
 
 Two families share the interface:
@@ -27,26 +27,59 @@ from torch import nn
 
 
 @dataclass
+class RowGradients:
+    """The trainer's side of a step: where the per-task row gradients come from. A method never
+    reads it; it asks :meth:`StepContext.grads` instead."""
+
+    rows: torch.Tensor                     # [R, d] leaf: the touched user rows, then item rows
+    row_ids: torch.Tensor                  # [R] id of each row within its table
+    task_params: list[list[nn.Parameter]]  # each task's own parameters
+    # The trainer's fast path: (grads [K, R, d], per-task parameter gradients) from one backward pass.
+    # Without it, the gradients take one autograd pass per task w.r.t. the leaf ``rows``.
+    compute: Callable[[], tuple[torch.Tensor, list[list[torch.Tensor]]]] | None = None
+    grads: torch.Tensor | None = None
+    param_grads: list[list[torch.Tensor]] | None = None
+
+    def ensure(self, losses: torch.Tensor) -> None:
+        if self.grads is None and self.compute is not None:
+            self.grads, self.param_grads = self.compute()
+        if self.grads is None:
+            rows_grads, param_grads = [], []
+            last = len(losses) - 1
+            for k in range(len(losses)):
+                inputs = [self.rows, *self.task_params[k]]
+                out = torch.autograd.grad(losses[k], inputs, retain_graph=k < last, allow_unused=True)
+                rows_grads.append(out[0] if out[0] is not None else torch.zeros_like(self.rows))
+                param_grads.append([g if g is not None else torch.zeros_like(p)
+                                    for g, p in zip(out[1:], self.task_params[k])])
+            self.grads = torch.stack(rows_grads)
+            self.param_grads = param_grads
+
+
+@dataclass
 class StepContext:
-    """What a method may see of one training step."""
+    """What a method may see of one training step: the task losses, the per-task gradients on
+    demand, which rows each task touched, and the schedule. The trainer's own state (the rows,
+    the tasks' parameters, its fast path) stays in ``source``."""
 
     losses: torch.Tensor                 # [K] task losses, attached to the autograd graph
     task_names: tuple[str, ...]          # task 0 is the main task
-    rows: torch.Tensor                   # [R, d] leaf: the touched user rows, then item rows
-    n_user_rows: int                     # rows[:n_user_rows] are users
-    row_ids: torch.Tensor                # [R] id of each row within its table
     touched: torch.Tensor                # [K, R] bool: task k's loss depends on row r
-    task_params: list[list[nn.Parameter]]  # each task's own parameters
+    n_user_rows: int                     # rows [0, n_user_rows) are users, the rest items
     epoch: int                           # 0-based
     epochs: int                          # planned number of epochs
     step: int                            # global step counter, 0-based
     recompute_losses: Callable[[], torch.Tensor] | None = None  # [K] losses at current params, same batch
-    # The trainer's fast path: (grads [K, R, d], per-task parameter gradients) from one backward pass.
-    # Without it, grads() takes one autograd pass per task w.r.t. the leaf ``rows``.
-    grads_fn: Callable[[], tuple[torch.Tensor, list[list[torch.Tensor]]]] | None = field(default=None, repr=False)
-    _grads: torch.Tensor | None = field(default=None, repr=False)
-    _param_grads: list[list[torch.Tensor]] | None = field(default=None, repr=False)
+    source: RowGradients | None = field(default=None, repr=False)
     _row_gram: tuple[torch.Tensor, torch.Tensor] | None = field(default=None, repr=False)
+
+    @classmethod
+    def for_rows(cls, losses, task_names, rows, n_user_rows, row_ids, touched, task_params, epoch, epochs, step,
+                 recompute_losses=None, grads_fn=None) -> "StepContext":
+        """A context whose gradients are taken w.r.t. the leaf ``rows`` (or by ``grads_fn``)."""
+        return cls(losses=losses, task_names=tuple(task_names), touched=touched, n_user_rows=n_user_rows,
+                   epoch=epoch, epochs=epochs, step=step, recompute_losses=recompute_losses,
+                   source=RowGradients(rows, row_ids, task_params, grads_fn))
 
     @property
     def n_tasks(self) -> int:
@@ -54,30 +87,18 @@ class StepContext:
 
     def grads(self) -> torch.Tensor:
         """Per-task gradients w.r.t. the touched rows: [K, R, d] (zero where a task does not touch a row)."""
-        if self._grads is None and self.grads_fn is not None:
-            self._grads, self._param_grads = self.grads_fn()
-        if self._grads is None:
-            rows_grads, param_grads = [], []
-            last = self.n_tasks - 1
-            for k in range(self.n_tasks):
-                inputs = [self.rows, *self.task_params[k]]
-                out = torch.autograd.grad(self.losses[k], inputs, retain_graph=k < last, allow_unused=True)
-                rows_grads.append(out[0] if out[0] is not None else torch.zeros_like(self.rows))
-                param_grads.append([g if g is not None else torch.zeros_like(p)
-                                    for g, p in zip(out[1:], self.task_params[k])])
-            self._grads = torch.stack(rows_grads)
-            self._param_grads = param_grads
-        return self._grads
+        self.source.ensure(self.losses)
+        return self.source.grads
 
     def param_grads(self) -> list[list[torch.Tensor]]:
         """Each task's gradient w.r.t. its own parameters (computed with :meth:`grads`)."""
         self.grads()
-        assert self._param_grads is not None
-        return self._param_grads
+        assert self.source.param_grads is not None
+        return self.source.param_grads
 
     @property
     def grads_computed(self) -> bool:
-        return self._grads is not None
+        return self.source is not None and self.source.grads is not None
 
     def row_gram(self, grads: torch.Tensor | None = None) -> torch.Tensor:
         """Per-row Gram matrices [K, K, R] (entry <g[x,k], g[x,j]>) of ``grads`` (default ``grads()``), cached."""

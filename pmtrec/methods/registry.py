@@ -7,7 +7,7 @@ Three kinds share one namespace:
 * a **variant** (:func:`register_variant`) is a method with some switches fixed, e.g. PMTRec's
   ablations;
 * a **baseline model** (:class:`BaselineModel` subclass, ``@register``) ranks without multi-task
-  training (MostPop): no tasks, no embeddings, no hyperparameters.
+  training (e.g. popularity): no tasks, no embeddings, no hyperparameters.
 
 Each class carries its own metadata (family, label, colour, display order, tunable ranges), so
 the CLI (``pmtrec methods --json``), the workflow's checks, the report and the docs all read it

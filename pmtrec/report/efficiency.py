@@ -67,7 +67,7 @@ def cost_table(agg: pd.DataFrame, base: str, mem: str) -> Table:
     table.note = (f"Mean over seeds of the main-comparison runs. Time/epoch: training time of one epoch "
                   f"(evaluation excluded) and peak memory ({whose} peak) as recorded in the result files; "
                   f"{bx}: ratio to {style.label(base)} on the same dataset and hardware; methods without "
-                  "training epochs (baseline models such as MostPop) have no ratio."
+                  "training epochs (the baseline models) have no ratio."
                   + (" †: the Snakemake benchmark of the whole job (start-up and data loading included)." if bench
                      else ""))
     return table

@@ -60,6 +60,12 @@ def build_study_report(folders: Sequence[str | Path], output: str | Path, work: 
                        prepared: Mapping[str, str | Path] | None = None, reference: str = "pmtrec",
                        exclude: Sequence[str] | None = None, log: Callable[[str], None] = print) -> Path:
     """Tables, executed notebooks and the PDF of the results under ``folders``; returns the PDF."""
+    import importlib.util
+
+    missing = [m for m in ("papermill", "typst", "seaborn") if importlib.util.find_spec(m) is None]
+    if missing:
+        raise ReportError(f"the report needs the `report` extra (pip install 'pmtrec[report]'): "
+                          f"{', '.join(missing)} not installed")
     from pmtrec.aggregate import aggregate, entries_from_results, write_tables
     from pmtrec.report.build import build_report
     from pmtrec.report.execute import execute

@@ -20,7 +20,7 @@ class StudyChecks:
         names = [*cfg["methods"], *cfg["ablation"]["variants"], cfg["sensitivity"]["method"],
                  *cfg["sensitivity"]["dim_methods"], *cfg["method_params"], *cfg["tune"]["grids"],
                  *(cfg["analysis"]["map_methods"] or []), cfg["significance"]["reference"],
-                 *cfg["significance"]["exclude"]]
+                 *(cfg["significance"]["exclude"] or [])]
         return list(dict.fromkeys(names))
 
     def _check_names(self) -> None:
@@ -38,7 +38,7 @@ class StudyChecks:
         named += [(f"tune.grids.{m}", m) for m in cfg["tune"]["grids"]]
         named += [(f"analysis.map_methods[{i}]", m) for i, m in enumerate(cfg["analysis"]["map_methods"] or [])]
         named += [("significance.reference", cfg["significance"]["reference"])]
-        named += [(f"significance.exclude[{i}]", m) for i, m in enumerate(cfg["significance"]["exclude"])]
+        named += [(f"significance.exclude[{i}]", m) for i, m in enumerate(cfg["significance"]["exclude"] or [])]
         for where, name in named:
             checks.check_method_name(name, where)
         for i, v in enumerate(cfg["ablation"]["variants"]):

@@ -30,7 +30,7 @@ def run_baseline_model(cfg: dict, data, model) -> dict:
 
 def train(cfg: dict, data, checkpoint: str | Path | None = None, log=print, notice=None,
           embeddings: str | Path | None = None) -> dict:
-    """Train (or, for a baseline model such as ``mostpop``, just rank) and return the result record.
+    """Train (or, for a baseline model, just rank) and return the result record.
 
     ``log`` gets the per-epoch lines; ``notice`` (default: ``log``) the one-off ones, e.g. a resume.
     ``embeddings``: a path for the best-epoch tables (:mod:`pmtrec.embeddings`), recorded in the

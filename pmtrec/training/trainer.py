@@ -128,7 +128,7 @@ class Trainer(NonFiniteChecks, Checkpointing):
             self._nonfinite(f"non-finite loss in task(s) {', '.join(bad)}", batch_no)
             self.global_step += 1
             return False
-        rows = ctx.rows
+        rows = ctx.source.rows
         for opt in self.optimizers:
             opt.zero_grad(set_to_none=True)
         out = self.method.step(ctx)
@@ -140,7 +140,7 @@ class Trainer(NonFiniteChecks, Checkpointing):
             row_grad = out.row_grad
             scale = out.task_param_scale
             for k, grads in enumerate(ctx.param_grads()):
-                for p, g in zip(ctx.task_params[k], grads):
+                for p, g in zip(ctx.source.task_params[k], grads):
                     p.grad = g if scale is None else g * scale[k]
         row_grad = row_grad + self.l2 * rows.detach()
         if self._check_each_step:
@@ -181,10 +181,10 @@ class Trainer(NonFiniteChecks, Checkpointing):
             pgrads = [[g if g is not None else torch.zeros_like(p) for p, g in zip(ps, it)] for ps in task_params]
             return G, pgrads
 
-        ctx = StepContext(losses=losses, task_names=self.task_names, rows=rows, n_user_rows=len(batch.user_ids),
-                          row_ids=torch.cat([batch.user_ids, batch.item_ids]), touched=batch.touched,
-                          task_params=task_params, epoch=self.epoch, epochs=self.epochs, step=self.global_step,
-                          recompute_losses=recompute, grads_fn=per_task_grads)
+        ctx = StepContext.for_rows(losses, self.task_names, rows, len(batch.user_ids),
+                                   torch.cat([batch.user_ids, batch.item_ids]), batch.touched, task_params,
+                                   self.epoch, self.epochs, self.global_step, recompute_losses=recompute,
+                                   grads_fn=per_task_grads)
         return ctx, leaves
 
     def _scratch(self, name: str, shape: tuple[int, ...], dtype: torch.dtype) -> torch.Tensor:

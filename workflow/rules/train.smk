@@ -10,7 +10,7 @@
 # nothing without GPUs or under SLURM). A checkpoint is written every epoch so that a retried
 # job (preempted or timed out) resumes; it is deleted when the job succeeds. Main runs also save
 # their best-epoch embedding tables beside the result (for rules probe and embedding_map); a
-# baseline model (MostPop) has none (rule train_without_embeddings), and tuning, ablation and sensitivity runs keep none.
+# baseline model has none (rule train_without_embeddings), and tuning, ablation and sensitivity runs keep none.
 
 TRAIN_RES = STUDY.resources["train"]
 

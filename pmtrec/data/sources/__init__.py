@@ -108,7 +108,10 @@ def load_source(cfg: dict[str, Any]) -> RawFrames:
     return raw
 
 
-# Built-in sources register themselves on import.
-from pmtrec.data.sources import amazon, amazon_hin, ciao, custom, epinions, lastfm, synthetic  # noqa: E402,F401
+# Built-in sources register themselves on import: every module of this package.
+import pkgutil  # noqa: E402
+
+for _module in sorted(m.name for m in pkgutil.iter_modules(__path__)):
+    importlib.import_module(f"{__name__}.{_module}")
 
 __all__ = ["SOURCES", "SOURCE_INFO", "SourceInfo", "load_source", "register", "source_info", "RawFrames"]
