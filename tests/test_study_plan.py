@@ -6,7 +6,6 @@ import copy
 import json
 import shlex
 import sys
-import textwrap
 from pathlib import Path
 
 import pytest
@@ -147,44 +146,21 @@ def test_a_bad_config_fails_with_one_line_naming_the_key(name, edit, key, words)
     assert words in line, line
 
 
-PLUGIN = '''
-    import torch
-    from pmtrec.methods import LossWeighting, register
-
-    @register
-    class HalfAux(LossWeighting):
-        """Main task weight 1, every auxiliary task 1/2."""
-
-        name = "halfaux"
-        label = "Half-aux"
-        colour = "#123456"
-        order = 25
-
-        def __init__(self, task_names, share: float = 0.5):
-            super().__init__(task_names)
-            if not 0 <= share <= 1:
-                raise ValueError(f"share must be in [0, 1], got {share!r}")
-            self.share = share
-
-        def weights(self, ctx):
-            w = torch.full((ctx.n_tasks,), self.share, device=ctx.losses.device)
-            w[0] = 1.0
-            return w
-'''
-
-
 @pytest.fixture
 def plugin_dir(tmp_path, monkeypatch):
+    """tests/plugin_example.py (the method `halfaux`, the source `toy`), imported as a plugin."""
     name = f"plan_plugin_{tmp_path.name.replace('-', '_')}"
-    (tmp_path / f"{name}.py").write_text(textwrap.dedent(PLUGIN))
+    (tmp_path / f"{name}.py").write_text((Path(__file__).parent / "plugin_example.py").read_text())
     monkeypatch.chdir(tmp_path)  # plugins are found on the working directory
     yield name
+    from pmtrec import plugins
+    from pmtrec.data import sources
     from pmtrec.methods.registry import unregister
 
     unregister("halfaux")
+    for table in (sources.SOURCES, sources.SOURCE_INFO, plugins.SOURCE_OPTIONS):
+        table.pop("toy", None)
     sys.modules.pop(name, None)
-    from pmtrec import plugins
-
     plugins._LOADED.discard(name)
 
 
