@@ -24,7 +24,8 @@ EPILOG = ("Configuration: the packaged defaults (pmtrec config --show), then --c
 
 
 def _add_config_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--config", "-c", metavar="FILE", help="YAML run config merged over the defaults")
+    p.add_argument("--config", "-c", metavar="FILE", action="append", default=None,
+                   help="YAML run config merged over the defaults (repeatable: merged in order)")
     p.add_argument("--set", "-s", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="override one config key, e.g. --set train.epochs=5 (repeatable; value parsed as YAML)")
 
@@ -57,6 +58,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--checkpoint", metavar="FILE",
                    help="checkpoint written every epoch; an existing one of the same config is resumed")
     p.add_argument("--quiet", "-q", action="store_true", help="no progress bars or per-epoch lines (a resume from --checkpoint is still said)")
+    p.add_argument("--no-progress", action="store_true",
+                   help="no progress bars, but the per-epoch lines (for log files: the workflow's jobs)")
     p.add_argument("--label", dest="labels", action="append", default=[], metavar="KEY=VALUE",
                    help="record KEY=VALUE (value parsed as YAML) in the result's `labels`, e.g. what the run "
                         "is in a study (the workflow sets dataset, stage, setting); not part of the config")
@@ -119,7 +122,7 @@ def _resolve(args) -> dict:
         value = getattr(args, attr, None)
         if value is not None:
             overrides.append(f"{key}={value}")
-    if getattr(args, "quiet", False):
+    if getattr(args, "quiet", False) or getattr(args, "no_progress", False):
         overrides.append("train.progress=false")
     return load_config(args.config, overrides)
 
@@ -137,7 +140,7 @@ def _explicit_keys(args) -> set[str]:
     """The dotted keys the user set: those of --config FILE and of every --set."""
     from pmtrec.config import flatten_keys, load_yaml, parse_override
 
-    keys = set(flatten_keys(load_yaml(args.config))) if args.config else set()
+    keys = {k for path in (args.config or []) for k in flatten_keys(load_yaml(path))}
     for item in args.overrides:
         keys |= set(flatten_keys(parse_override(item)))
     if getattr(args, "dataset", None):

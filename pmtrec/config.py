@@ -6,6 +6,7 @@ import copy
 import hashlib
 import json
 import math
+import re
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -23,10 +24,45 @@ def defaults() -> dict[str, Any]:
     from pmtrec.plugins import SOURCE_OPTIONS
 
     text = resources.files("pmtrec").joinpath("defaults.yaml").read_text()
-    cfg = yaml.safe_load(text)
+    cfg = yaml_load(text)
     for name, options in SOURCE_OPTIONS.items():
         cfg["dataset"].setdefault(name, copy.deepcopy(options))
     return cfg
+
+
+class _Loader(yaml.SafeLoader):
+    """YAML as ML configs are written: ``1e-3`` is a float (YAML 1.1 wants ``1.0e-3``, else a string)."""
+
+
+# YAML 1.2's float pattern, which accepts 1e-3, 5E+2 and .5e1 as well as PyYAML's forms.
+_FLOAT = re.compile(r"""^(?:[-+]?[0-9][0-9_]*\.[0-9_]*(?:[eE][-+]?[0-9]+)?
+    |[-+]?[0-9][0-9_]*[eE][-+]?[0-9]+
+    |[-+]?\.[0-9][0-9_]*(?:[eE][-+]?[0-9]+)?
+    |[-+]?\.(?:inf|Inf|INF)
+    |\.(?:nan|NaN|NAN))$""", re.X)
+_Loader.yaml_implicit_resolvers = {k: [(tag, rx) for tag, rx in v if tag != "tag:yaml.org,2002:float"]
+                                   for k, v in yaml.SafeLoader.yaml_implicit_resolvers.items()}
+_Loader.add_implicit_resolver("tag:yaml.org,2002:float", _FLOAT, list("-+0123456789."))
+
+
+def yaml_load(text: str) -> Any:
+    """``yaml.safe_load`` that reads scientific notation (``1e-3``) as floats."""
+    return yaml.load(text, Loader=_Loader)
+
+
+def as_floats(node: Any) -> Any:
+    """Strings that are scientific-notation numbers ("1e-3", as a YAML 1.1 loader leaves them) as floats,
+    recursively (for configs read by others: Snakemake's configfile and --config)."""
+    if isinstance(node, dict):
+        return {k: as_floats(v) for k, v in node.items()}
+    if isinstance(node, list):
+        return [as_floats(v) for v in node]
+    if isinstance(node, str) and _SCIENTIFIC.match(node):
+        return float(node)
+    return node
+
+
+_SCIENTIFIC = re.compile(r"^[-+]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)[eE][-+]?[0-9]+$")
 
 
 def load_yaml(path: str | Path) -> dict[str, Any]:
@@ -34,9 +70,12 @@ def load_yaml(path: str | Path) -> dict[str, Any]:
     if not path.is_file():
         raise ConfigError(f"{path}: config file not found")
     try:
-        data = yaml.safe_load(path.read_text()) or {}
+        data = yaml_load(path.read_text()) or {}
     except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: not valid YAML ({str(exc).splitlines()[0]})") from None
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise ConfigError(f"{path}: not valid YAML{where} ({problem})") from None
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: top level must be a mapping, got {type(data).__name__}")
     return data
@@ -85,13 +124,14 @@ def parse_override(text: str) -> dict[str, Any]:
         raise ConfigError(f"override '{text}' must look like key.path=value")
     key, raw = text.split("=", 1)
     try:
-        value = yaml.safe_load(raw)
+        value = yaml_load(raw)
     except yaml.YAMLError:
         value = raw
     return nest_key(key, value)
 
 
-def load_config(path: str | Path | None = None, overrides: list[str] | tuple[str, ...] = ()) -> dict[str, Any]:
+def load_config(path: str | Path | list | tuple | None = None,
+                overrides: list[str] | tuple[str, ...] = ()) -> dict[str, Any]:
     """Defaults, then the file, then the overrides; checked (one-line ConfigError naming the key).
 
     The ``plugins`` of the file and the overrides are imported first, so that the options of a
@@ -99,14 +139,16 @@ def load_config(path: str | Path | None = None, overrides: list[str] | tuple[str
     """
     from pmtrec.plugins import load_plugins
 
-    data = load_yaml(path) if path is not None else {}
+    paths = [] if path is None else [path] if isinstance(path, (str, Path)) else list(path)
+    files = [load_yaml(p) for p in paths]  # several --config files merge in order
     parsed = [parse_override(item) for item in overrides]
-    plugins = data.get("plugins")
-    for update in parsed:
+    plugins = None
+    for update in [*files, *parsed]:
         plugins = update.get("plugins", plugins)
     load_plugins(plugins or [], "plugins")
     cfg = defaults()
-    cfg = merge(cfg, data)
+    for data in files:
+        cfg = merge(cfg, data)
     for update in parsed:
         cfg = merge(cfg, update)
     check_run_config(cfg)

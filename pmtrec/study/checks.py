@@ -26,7 +26,7 @@ WORKFLOW_KEYS = {
     "train.method_params": "set by the top-level `method_params` key",
     "train.device": "the workflow always passes --device auto",
     "train.threads": "set by resources.train.threads",
-    "train.progress": "the workflow always runs quietly",
+    "train.progress": "the workflow runs without progress bars (per-epoch lines go to the job log)",
 }
 
 

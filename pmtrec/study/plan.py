@@ -42,7 +42,15 @@ DEFAULT_RESOURCES = {
 
 
 def load_study(config: dict, schema_path) -> "Study":
-    """Schema (defaults filled in, in place), plugins, every check, then the plan."""
+    """Schema (defaults filled in, in place), plugins, every check, then the plan.
+
+    Scientific notation is read as numbers first (``lr: 1e-3``: Snakemake's YAML 1.1 loader, and
+    its ``--config``, leave it a string)."""
+    from pmtrec.config import as_floats
+
+    converted = as_floats(config)
+    config.clear()
+    config.update(converted)
     checks.validate_schema(config, schema_path)
     return Study(config)
 

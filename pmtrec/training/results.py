@@ -51,12 +51,13 @@ def peak_memory_mb(device: torch.device) -> dict:
 def describe_device(device: torch.device) -> str:
     if device.type == "cuda":
         return f"cuda ({torch.cuda.get_device_name(device)})"
-    return f"cpu ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)"
+    n = torch.get_num_threads()
+    return f"cpu ({platform.processor() or platform.machine()}, {n} thread{'' if n == 1 else 's'})"
 
 
 def result_record(cfg: dict, data, valid: ev.EvalResult, test: ev.EvalResult, *, best_epoch: int,
                   history: list[dict], device: torch.device, task_names: tuple[str, ...],
-                  wall_time: float, skipped_batches: int = 0) -> dict:
+                  wall_time: float, skipped_batches: int = 0, stopped_by: str = "none") -> dict:
     times = [h["train_time_s"] for h in history]
     return {
         "schema": "pmtrec.result/1",
@@ -64,6 +65,7 @@ def result_record(cfg: dict, data, valid: ev.EvalResult, test: ev.EvalResult, *,
         "tasks": list(task_names),
         "valid": valid.to_dict(), "test": test.to_dict(),
         "best_epoch": best_epoch, "epochs_run": len(history),
+        "stopped_by": stopped_by,  # cap (train.epochs) | patience (early stopping) | none (no training)
         "skipped_batches": int(skipped_batches),  # batches skipped for a non-finite loss/gradient
         "epoch_time_s": float(np.mean(times)) if times else 0.0,
         "wall_time_s": wall_time,

@@ -78,6 +78,9 @@ class Trainer(NonFiniteChecks, Checkpointing):
         self.method.to(self.device)
         self.gen = torch.Generator(device=self.device).manual_seed(int(tcfg["seed"]) + 1)
         self.batch_size = int(tcfg["batch_size"])
+        if self.batch_size > len(data.train):
+            raise ConfigError(f"train.batch_size: {self.batch_size} is larger than the {len(data.train):,} training "
+                              f"interactions of '{data.name}' (at most {len(data.train)}: one batch per epoch)")
         self.aux_batch_size = int(tcfg.get("aux_batch_size") or self.batch_size)
         self.l2 = float(tcfg["l2"])
         self.epochs = int(tcfg["epochs"])
@@ -224,6 +227,17 @@ class Trainer(NonFiniteChecks, Checkpointing):
             for name, ids, _, _ in parts:
                 self._grad_buf[name].index_fill_(0, ids, 0.0)
 
+    def banner(self) -> str:
+        """What is about to run, in two lines: data, tasks and method; device, threads and schedule."""
+        from pmtrec.training.results import describe_device
+
+        tcfg, d = self.cfg["train"], self.data
+        params = ", ".join(f"{k}={v}" for k, v in sorted((tcfg.get("method_params") or {}).items()))
+        return (f"{self.method.name}" + (f" ({params})" if params else "") + f" on {d.name}: {d.n_users:,} users, "
+                f"{d.n_items:,} items, {len(d.train):,} training interactions; tasks {', '.join(self.task_names)}\n"
+                f"{describe_device(self.device)}; up to {self.epochs} epochs (patience {tcfg['patience']}), batch "
+                f"{self.batch_size}, lr {tcfg['lr']}, l2 {tcfg['l2']}, seed {tcfg['seed']}")
+
     def evaluate(self, split: str) -> ev.EvalResult:
         return self.evaluator.evaluate(ev.mf_score_fn(self.model.user.detach(), self.model.item.detach()), split)
 
@@ -272,6 +286,7 @@ class Trainer(NonFiniteChecks, Checkpointing):
         """
         notice = log if notice is None else notice
         wall0 = time.perf_counter()
+        log(self.banner())
         if checkpoint is not None:
             checkpoint = Path(checkpoint)
             # a SIGKILL during a save leaves its temporary file (never the checkpoint itself) behind
@@ -296,9 +311,14 @@ class Trainer(NonFiniteChecks, Checkpointing):
                 + (" *" if self.best["epoch"] == self.epoch else ""))
             if checkpoint is not None:
                 self.save_checkpoint(checkpoint)
+        stopped_by = "patience" if self.best["bad_epochs"] >= patience else "cap"
+        if stopped_by == "cap" and self.epochs and self.best["epoch"] == self.epoch:
+            notice(f"note: the epoch cap stopped the run while validation {EARLY_STOP_METRIC} was still improving "
+                   f"(best epoch {self.best['epoch']} of {self.epochs}); a higher train.epochs may help")
         if self.best["state"] is not None:
             self._load_model_state(self.best["state"])
         valid, test = self.evaluate("valid"), self.evaluate("test")
         return result_record(self.cfg, self.data, valid, test, best_epoch=self.best["epoch"],
                              history=self.history, device=self.device, task_names=self.task_names,
-                             wall_time=time.perf_counter() - wall0, skipped_batches=self.skipped_batches)
+                             wall_time=time.perf_counter() - wall0, skipped_batches=self.skipped_batches,
+                             stopped_by=stopped_by)

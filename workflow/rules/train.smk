@@ -18,7 +18,7 @@ TRAIN_SHELL = (
     "python -m pmtrec.gpu_slots -- "
     "pmtrec train --data {input.data} --method {params.method} --seed {params.seed} "
     "--device auto --threads {threads} {params.config} {params.sets} {params.labels} "
-    "--out {output.json} {params.embeddings} --checkpoint {params.checkpoint} -q > {log} 2>&1 "
+    "--out {output.json} {params.embeddings} --checkpoint {params.checkpoint} --no-progress > {log} 2>&1 "
     "&& rm -f {params.checkpoint}"
 )
 

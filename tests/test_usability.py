@@ -1,0 +1,143 @@
+"""What a researcher trips over in the first hour: silently wrong results and unhelpful errors.
+
+Each case asserts the exact one-line message (or the value now read correctly) and, for the
+errors, that nothing was written.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+from pathlib import Path
+
+import pytest
+
+from pmtrec.cli import main
+from pmtrec.config import as_floats, load_config
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def cli(*argv: str) -> tuple[int, str, str]:
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        rc = main(list(argv))
+    return rc, out.getvalue(), err.getvalue()
+
+
+# ---- silent wrong results ---------------------------------------------------------------------
+def test_a_typo_in_the_custom_section_is_refused(tmp_path):
+    rc, _, err = cli("prepare", "--dataset", "custom", "--set", "dataset.custom.interactions=x.csv",
+                     "--set", "dataset.custom.socal=f.csv", "--out", str(tmp_path / "out"))
+    assert (rc, err) == (2, "pmtrec: error: unknown config key 'dataset.custom.socal'\n")
+    assert not (tmp_path / "out").exists()
+
+
+def test_several_config_files_merge_in_order(tmp_path):
+    a, b = tmp_path / "a.yaml", tmp_path / "b.yaml"
+    a.write_text("train: {epochs: 7, lr: 0.01}\n")
+    b.write_text("train: {epochs: 9}\n")
+    rc, out, _ = cli("config", "-c", str(a), "-c", str(b))
+    assert rc == 0 and "epochs: 9" in out and "lr: 0.01" in out  # b over a, a's other keys kept
+
+
+@pytest.mark.parametrize("text", ["1e-3", "1E-3", "+1e-3", "1.0e-3"])
+def test_scientific_notation_is_a_number_everywhere(text, tmp_path):
+    assert load_config(overrides=[f"train.lr={text}"])["train"]["lr"] == pytest.approx(0.001)
+    f = tmp_path / "c.yaml"
+    f.write_text(f"train: {{lr: {text}}}\n")
+    assert load_config(f)["train"]["lr"] == pytest.approx(0.001)
+    # what Snakemake's own YAML loader (and its --config) hands the workflow
+    assert as_floats({"run": {"train": {"lr": text}}, "names": ["ew", "12"]}) == \
+        {"run": {"train": {"lr": pytest.approx(0.001)}}, "names": ["ew", "12"]}
+
+
+def test_a_workflow_config_with_scientific_notation_plans():
+    import yaml
+
+    from pmtrec.study import load_study
+
+    cfg = yaml.safe_load((ROOT / ".test/config/config.yaml").read_text())
+    cfg["run"]["train"]["lr"] = "1e-2"  # as PyYAML (YAML 1.1) reads `lr: 1e-2`
+    study = load_study(cfg, ROOT / "workflow/schemas/config.schema.yaml")
+    assert '"train.lr=0.01"' in study.train_params("tiny", "ew")["sets"] or "train.lr=0.01" in \
+        study.train_params("tiny", "ew")["sets"]
+
+
+def test_the_readme_example_does_not_write_into_the_workflows_folders():
+    text = (ROOT / "README.md").read_text()
+    block = text[text.index("## The library from the command line"):text.index("## Data")]
+    assert "--out resources/prepared" not in block and "--data resources/prepared" not in block
+
+
+def test_an_unwritable_out_fails_before_training(tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    rc, out, err = cli("train", "--set", "dataset.synthetic.size=tiny", "--epochs", "1", "-q",
+                       "--out", str(blocker / "r.json"))
+    assert rc == 2 and err == (f"pmtrec: error: --out {blocker / 'r.json'}: cannot write there ({blocker} is not a "
+                               "writable folder)\n")
+    assert out == ""  # nothing trained
+
+
+# ---- feedback -------------------------------------------------------------------------------------
+def test_the_epoch_cap_is_said_and_recorded(tmp_path):
+    out_file = tmp_path / "r.json"
+    rc, out, err = cli("train", "--set", "dataset.synthetic.size=tiny", "--epochs", "2", "--threads", "1",
+                       "--set", "train.lr=0.01", "--no-progress", "--out", str(out_file))
+    assert rc == 0, err
+    r = json.loads(out_file.read_text())
+    assert r["stopped_by"] == "cap" and r["best_epoch"] == 2
+    assert "note: the epoch cap stopped the run while validation ndcg@20 was still improving (best epoch 2 of 2)" in out
+    assert out.count("epoch   ") == 2  # --no-progress keeps the per-epoch lines
+
+
+def test_early_stopping_is_recorded_as_patience(tiny_data):
+    from conftest import tiny_config
+    from pmtrec.train import train
+
+    r = train(tiny_config("train.lr=0.5", "train.patience=1", epochs=30), tiny_data, log=lambda *_: None)
+    assert r["stopped_by"] == "patience" and r["epochs_run"] < 30
+
+
+def test_a_batch_larger_than_the_data_is_a_clear_error(tiny_data):
+    from conftest import tiny_config
+    from pmtrec.errors import ConfigError
+    from pmtrec.train import Trainer
+
+    n = len(tiny_data.train)
+    with pytest.raises(ConfigError) as info:
+        Trainer(tiny_config(batch_size=100_000_000), tiny_data)
+    assert str(info.value) == (f"train.batch_size: 100000000 is larger than the {n:,} training interactions of "
+                               f"'{tiny_data.name}' (at most {n}: one batch per epoch)")
+
+
+# ---- help and errors ----------------------------------------------------------------------------------
+def test_a_yaml_syntax_error_gives_line_and_column(tmp_path):
+    f = tmp_path / "bad.yaml"
+    f.write_text("train:\n  epochs: [1, 2\n")
+    rc, _, err = cli("config", "-c", str(f))
+    assert rc == 2 and err.startswith(f"pmtrec: error: {f}: not valid YAML at line 3, column 1 (")
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["train", "--method", "pmtrek"], "train.method: unknown method 'pmtrek'; did you mean 'pmtrec'?"),
+    (["train", "--set", "dataset.source=ciaoo"], "dataset.source: unknown source 'ciaoo'; did you mean 'ciao'?"),
+    (["train", "--method", "pmtrec", "--set", "train.method_params.tua=1"],
+     "train.method_params.tua: not a parameter of method 'pmtrec'; did you mean 'tau'?"),
+])
+def test_unknown_names_suggest_the_closest(argv, message, tmp_path):
+    rc, _, err = cli(*argv, "--epochs", "1", "-q", "--out", str(tmp_path / "r.json"))
+    assert rc == 2 and err.startswith(f"pmtrec: error: {message}") and err.count("\n") == 1
+    assert not (tmp_path / "r.json").exists()
+
+
+def test_a_start_banner_says_what_runs(tmp_path):
+    rc, out, err = cli("train", "--set", "dataset.synthetic.size=tiny", "--method", "pmtrec", "--set",
+                       "train.method_params.tau=2.0", "--epochs", "1", "--threads", "1", "--no-progress")
+    assert rc == 0, err
+    first, second = out.splitlines()[:2]
+    assert first.startswith("pmtrec (tau=2.0) on synthetic-tiny: ") and "users" in first
+    assert first.endswith("tasks rec, social, category, coview")
+    assert second.startswith("cpu (") and "1 thread)" in second and "up to 1 epochs (patience 10), batch 2048" in second
