@@ -19,8 +19,19 @@ from pathlib import Path
 from pmtrec import __version__
 from pmtrec.errors import ConfigError, PmtrecError
 
-EPILOG = ("Configuration: the packaged defaults (pmtrec config --show), then --config FILE, then each --set "
+EPILOG = ("Configuration: the packaged defaults (print them with `pmtrec config`), then each --config FILE, then each --set "
           "key.path=value in order. Keys are documented in config/README.md.")
+
+
+class _DefaultsFormatter(argparse.HelpFormatter):
+    """--help with each option's default, where it has a meaningful one (not None, False or [])."""
+
+    def _get_help_string(self, action):
+        text = action.help or ""
+        default = action.default
+        if "%(default)" in text or default in (None, False, [], argparse.SUPPRESS) or not action.option_strings:
+            return text
+        return f"{text} (default: {default})"
 
 
 def _add_config_args(p: argparse.ArgumentParser) -> None:
@@ -34,6 +45,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="pmtrec", description=__doc__.splitlines()[0], epilog=EPILOG)
     parser.add_argument("--version", action="version", version=f"pmtrec {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    # every subcommand's --help shows the defaults of its options
+    add = sub.add_parser
+    sub.add_parser = lambda *a, **k: add(*a, formatter_class=_DefaultsFormatter, **k)
 
     p = sub.add_parser("prepare", help="raw dataset -> canonical prepared dataset (parquet + statistics)",
                        description="Load the source named by dataset.source (mirror, cache or download), "
@@ -257,7 +271,10 @@ def cmd_methods(args) -> int:
         return 0
     for e in catalogue:
         params = ", ".join(f"{k}={v!r}" for k, v in e.params.items())
-        print(f"{e.name:22s} {e.kind:8s} {e.family:15s} {e.summary}" + (f"  [{params}]" if params and e.kind != "variant" else ""))
+        tunable = ", ".join(f"{k} in {list(v)}" for k, v in e.tunable.items())
+        print(f"{e.name:22s} {e.kind:8s} {e.family:24s} {e.summary}"
+              + (f"\n{'':22s}   parameters: {params}" if params and e.kind != "variant" else "")
+              + (f"\n{'':22s}   tuned over: {tunable}" if tunable and e.kind == "method" else ""))
     return 0
 
 

@@ -141,3 +141,18 @@ def test_a_start_banner_says_what_runs(tmp_path):
     assert first.startswith("pmtrec (tau=2.0) on synthetic-tiny: ") and "users" in first
     assert first.endswith("tasks rec, social, category, coview")
     assert second.startswith("cpu (") and "1 thread)" in second and "up to 1 epochs (patience 10), batch 2048" in second
+
+
+def test_a_run_of_ew_imports_neither_torchjd_nor_cvxpy(tmp_path):
+    """Start-up: only the methods that use torchjd (and Nash-MTL's cvxpy) import them."""
+    import subprocess
+    import sys
+
+    code = ("import sys; from pmtrec.cli import main; "
+            "rc = main(['train', '--set', 'dataset.synthetic.size=tiny', '--epochs', '1', '-q']); "
+            "print(rc, 'torchjd' in sys.modules, 'cvxpy' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, cwd=tmp_path)
+    assert out.stdout.split()[-3:] == ["0", "False", "False"], out.stderr[-2000:]
+    code = code.replace("'-q']", "'-q', '--method', 'pcgrad']")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, cwd=tmp_path)
+    assert out.stdout.split()[-3:-1] == ["0", "True"], out.stderr[-2000:]

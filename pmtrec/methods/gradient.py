@@ -12,21 +12,22 @@ reports. Each task's own parameters (e.g. category embeddings) keep their task's
 
 from __future__ import annotations
 
+import functools
 from typing import Any, Sequence
 
 import numpy as np
 import torch
 from torch import nn
-from torchjd import aggregation as jd
-from torchjd.aggregation._nash_mtl import _NashMTLWeighting as _TorchJDNash
-
-try:
-    import cvxpy as cp
-except ImportError:  # pragma: no cover - torchjd[full] brings it
-    cp = None
-
 from pmtrec.methods.base import GradientMethod, StepContext, StepOutput
 from pmtrec.methods.registry import register
+
+
+def _jd():
+    """torchjd's aggregation module, imported by the methods that use it (not by a run of `ew`:
+    torchjd and its cvxpy stack take seconds to import, once per training job)."""
+    from torchjd import aggregation
+
+    return aggregation
 
 
 def _hold(module: nn.Module, name: str, obj: Any) -> None:
@@ -70,7 +71,7 @@ def min_norm_weights(gramian: torch.Tensor) -> torch.Tensor:
     except (ValueError, QPError):  # quadprog: ValueError on a numerically indefinite matrix
         w = None
     if w is None:
-        return jd.MGDAWeighting(epsilon=1e-6, max_iters=1000)(gramian)
+        return _jd().MGDAWeighting(epsilon=1e-6, max_iters=1000)(gramian)
     w = np.clip(w, 0.0, None)
     return torch.from_numpy(w / w.sum()).to(gramian.dtype)
 
@@ -116,7 +117,7 @@ class PCGrad(_GramianMethod):
 
     def __init__(self, task_names: Sequence[str]) -> None:
         super().__init__(task_names)
-        _hold(self, "_jd", jd.PCGradWeighting())
+        _hold(self, "_jd", _jd().PCGradWeighting())
 
     def gramian_weights(self, gramian: torch.Tensor) -> torch.Tensor:
         return self._jd(gramian)
@@ -143,7 +144,7 @@ class GradVac(_GramianMethod):
 
     def __init__(self, task_names: Sequence[str], beta: float = 0.01, eps: float = 1e-8) -> None:
         super().__init__(task_names)
-        _hold(self, "_jd", jd.GradVacWeighting(beta=beta, eps=eps))
+        _hold(self, "_jd", _jd().GradVacWeighting(beta=beta, eps=eps))
         self.register_buffer("phi", torch.zeros(self.n_tasks, self.n_tasks, dtype=torch.float64))
 
     def gramian_weights(self, gramian: torch.Tensor) -> torch.Tensor:
@@ -173,7 +174,7 @@ class CAGrad(_GramianMethod):
 
     def __init__(self, task_names: Sequence[str], c: float = 0.4, rescale: bool = True) -> None:
         super().__init__(task_names)
-        _hold(self, "_jd", jd.CAGradWeighting(c=c))
+        _hold(self, "_jd", _jd().CAGradWeighting(c=c))
         self.c, self.rescale = float(c), bool(rescale)
 
     def gramian_weights(self, gramian: torch.Tensor) -> torch.Tensor:
@@ -198,7 +199,7 @@ class IMTLG(_GramianMethod):
 
     def __init__(self, task_names: Sequence[str]) -> None:
         super().__init__(task_names)
-        _hold(self, "_jd", jd.IMTLGWeighting())
+        _hold(self, "_jd", _jd().IMTLGWeighting())
 
     def gramian_weights(self, gramian: torch.Tensor) -> torch.Tensor:
         return self._jd(gramian)
@@ -225,7 +226,7 @@ class AlignedMTL(_GramianMethod):
         super().__init__(task_names)
         if scale_mode not in ("min", "median", "rmse"):
             raise ValueError(f"scale_mode must be min, median or rmse, got {scale_mode!r}")
-        _hold(self, "_jd", jd.AlignedMTLWeighting(scale_mode=scale_mode))  # type: ignore[arg-type]
+        _hold(self, "_jd", _jd().AlignedMTLWeighting(scale_mode=scale_mode))  # type: ignore[arg-type]
 
     def gramian_weights(self, gramian: torch.Tensor) -> torch.Tensor:
         return self._jd(gramian)
@@ -247,53 +248,61 @@ class UPGrad(_GramianMethod):
 
     def __init__(self, task_names: Sequence[str]) -> None:
         super().__init__(task_names)
-        _hold(self, "_jd", jd.UPGradWeighting())
+        _hold(self, "_jd", _jd().UPGradWeighting())
 
     def gramian_weights(self, gramian: torch.Tensor) -> torch.Tensor:
         return self._jd(gramian)
 
 
-class _NashMTLWeighting(_TorchJDNash):
-    """torchjd's Nash-MTL weighting with its convex subproblem restated in DPP form.
+@functools.lru_cache(maxsize=1)
+def _nash_weighting_class():
+    """The DPP-form Nash-MTL weighting, built on first use (it subclasses a torchjd class)."""
+    import cvxpy as cp
+    from torchjd.aggregation._nash_mtl import _NashMTLWeighting as _TorchJDNash
 
-    torchjd (like the official code) divides by a cvxpy Parameter and multiplies Parameters, so
-    cvxpy recompiles the problem at each of the up to ``optim_niter`` solves of every step. Here the
-    linearisation ``(1/a + (1/(G a)) G) / nf`` is computed in numpy and passed as one Parameter, and
-    ``-log(a nf) - log(G a) <= 0`` becomes ``-log a - log(G a) <= log nf``: the same problem (the
-    objective differs by a constant), compiled once; weights agree with torchjd's to 1e-6.
-    """
+    class _NashMTLWeighting(_TorchJDNash):
+        """torchjd's Nash-MTL weighting with its convex subproblem restated in DPP form.
 
-    def _init_optim_problem(self) -> None:
-        K = self.n_tasks
-        self.alpha_param = cp.Variable(shape=(K,), nonneg=True)
-        self.prvs_alpha_param = cp.Parameter(shape=(K,), value=self.prvs_alpha)
-        self.G_param = cp.Parameter(shape=(K, K), value=self.init_gtg)
-        self.lin_param = cp.Parameter(shape=(K,), value=np.zeros(K))
-        self.log_nf_param = cp.Parameter(value=0.0)
-        G_alpha = self.G_param @ self.alpha_param
-        self.prob = cp.Problem(cp.Minimize(cp.sum(G_alpha) + self.lin_param @ self.alpha_param),
-                               [-cp.log(self.alpha_param) - cp.log(G_alpha) <= self.log_nf_param])
+        torchjd (like the official code) divides by a cvxpy Parameter and multiplies Parameters, so
+        cvxpy recompiles the problem at each of the up to ``optim_niter`` solves of every step. Here the
+        linearisation ``(1/a + (1/(G a)) G) / nf`` is computed in numpy and passed as one Parameter, and
+        ``-log(a nf) - log(G a) <= 0`` becomes ``-log a - log(G a) <= log nf``: the same problem (the
+        objective differs by a constant), compiled once; weights agree with torchjd's to 1e-6.
+        """
 
-    def _solve_optimization(self, gtg: np.ndarray) -> np.ndarray:  # torchjd's loop, DPP parameters
-        self.G_param.value = gtg
-        nf = float(np.asarray(self.normalization_factor).reshape(-1)[0])
-        self.log_nf_param.value = float(np.log(max(nf, 1e-300)))
-        alpha_t = self.prvs_alpha
-        for _ in range(self.optim_niter):
-            self.alpha_param.value = alpha_t
-            self.prvs_alpha_param.value = alpha_t
-            try:  # as torchjd: a failed solve (e.g. a zero task gradient) keeps the previous weights
-                with np.errstate(divide="ignore", invalid="ignore"):
-                    self.lin_param.value = (1 / alpha_t + (1 / (gtg @ alpha_t)) @ gtg) / nf
-                self.prob.solve(solver=cp.ECOS, warm_start=True, max_iters=100)
-            except (cp.SolverError, ValueError):
-                self.alpha_param.value = self.prvs_alpha_param.value
-            if self._stop_criteria(gtg, alpha_t):
-                break
-            alpha_t = self.alpha_param.value
-        if alpha_t is not None:
-            self.prvs_alpha = alpha_t
-        return self.prvs_alpha
+        def _init_optim_problem(self) -> None:
+            K = self.n_tasks
+            self.alpha_param = cp.Variable(shape=(K,), nonneg=True)
+            self.prvs_alpha_param = cp.Parameter(shape=(K,), value=self.prvs_alpha)
+            self.G_param = cp.Parameter(shape=(K, K), value=self.init_gtg)
+            self.lin_param = cp.Parameter(shape=(K,), value=np.zeros(K))
+            self.log_nf_param = cp.Parameter(value=0.0)
+            G_alpha = self.G_param @ self.alpha_param
+            self.prob = cp.Problem(cp.Minimize(cp.sum(G_alpha) + self.lin_param @ self.alpha_param),
+                                   [-cp.log(self.alpha_param) - cp.log(G_alpha) <= self.log_nf_param])
+
+        def _solve_optimization(self, gtg: np.ndarray) -> np.ndarray:  # torchjd's loop, DPP parameters
+            self.G_param.value = gtg
+            nf = float(np.asarray(self.normalization_factor).reshape(-1)[0])
+            self.log_nf_param.value = float(np.log(max(nf, 1e-300)))
+            alpha_t = self.prvs_alpha
+            for _ in range(self.optim_niter):
+                self.alpha_param.value = alpha_t
+                self.prvs_alpha_param.value = alpha_t
+                try:  # as torchjd: a failed solve (e.g. a zero task gradient) keeps the previous weights
+                    with np.errstate(divide="ignore", invalid="ignore"):
+                        self.lin_param.value = (1 / alpha_t + (1 / (gtg @ alpha_t)) @ gtg) / nf
+                    self.prob.solve(solver=cp.ECOS, warm_start=True, max_iters=100)
+                except (cp.SolverError, ValueError):
+                    self.alpha_param.value = self.prvs_alpha_param.value
+                if self._stop_criteria(gtg, alpha_t):
+                    break
+                alpha_t = self.alpha_param.value
+            if alpha_t is not None:
+                self.prvs_alpha = alpha_t
+            return self.prvs_alpha
+
+    return _NashMTLWeighting
 
 
 @register
@@ -319,7 +328,7 @@ class NashMTL(GradientMethod):
     def __init__(self, task_names: Sequence[str], max_norm: float = 1.0, update_weights_every: int = 1,
                  optim_niter: int = 20) -> None:
         super().__init__(task_names)
-        _hold(self, "_jd", _NashMTLWeighting(n_tasks=self.n_tasks, max_norm=max_norm,
+        _hold(self, "_jd", _nash_weighting_class()(n_tasks=self.n_tasks, max_norm=max_norm,
                                              update_weights_every=update_weights_every, optim_niter=optim_niter))
 
     @torch.no_grad()

@@ -146,7 +146,8 @@ class Entry:
 
 
 def _summary(cls) -> str:
-    return ((cls.__doc__ or "").strip().splitlines() or [""])[0]
+    """The docstring's first line, without reST markup (it is printed on terminals)."""
+    return ((cls.__doc__ or "").strip().splitlines() or [""])[0].replace("``", "")
 
 
 def entry(name: str, where: str = "train.method") -> Entry:
