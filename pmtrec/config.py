@@ -88,7 +88,11 @@ def merge(base: dict[str, Any], update: dict[str, Any], _path: tuple[str, ...] =
     for key, value in update.items():
         path = (*_path, str(key))
         if key not in out and not is_open:
-            raise ConfigError(f"unknown config key '{'.'.join(path)}'")
+            import difflib
+
+            close = difflib.get_close_matches(str(key), [str(k) for k in out], n=1)
+            hint = f"; did you mean '{'.'.join((*_path, close[0]))}'?" if close else ""
+            raise ConfigError(f"unknown config key '{'.'.join(path)}'{hint}")
         if isinstance(out.get(key), dict) and isinstance(value, dict):
             out[key] = merge(out[key], value, path)
         else:

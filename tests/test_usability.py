@@ -30,7 +30,7 @@ def cli(*argv: str) -> tuple[int, str, str]:
 def test_a_typo_in_the_custom_section_is_refused(tmp_path):
     rc, _, err = cli("prepare", "--dataset", "custom", "--set", "dataset.custom.interactions=x.csv",
                      "--set", "dataset.custom.socal=f.csv", "--out", str(tmp_path / "out"))
-    assert (rc, err) == (2, "pmtrec: error: unknown config key 'dataset.custom.socal'\n")
+    assert (rc, err) == (2, "pmtrec: error: unknown config key 'dataset.custom.socal'; did you mean 'dataset.custom.social'?\n")
     assert not (tmp_path / "out").exists()
 
 
