@@ -101,16 +101,17 @@ def test_early_stopping_is_recorded_as_patience(tiny_data):
     assert r["stopped_by"] == "patience" and r["epochs_run"] < 30
 
 
-def test_a_batch_larger_than_the_data_is_a_clear_error(tiny_data):
+def test_a_batch_too_large_for_memory_is_a_clear_error(tiny_data):
     from conftest import tiny_config
     from pmtrec.errors import ConfigError
     from pmtrec.train import Trainer
 
-    n = len(tiny_data.train)
     with pytest.raises(ConfigError) as info:
         Trainer(tiny_config(batch_size=100_000_000), tiny_data)
-    assert str(info.value) == (f"train.batch_size: 100000000 is larger than the {n:,} training interactions of "
-                               f"'{tiny_data.name}' (at most {n}: one batch per epoch)")
+    text = str(info.value)
+    assert text.startswith("train.batch_size: a step with batch 100000000 (auxiliary 100000000) needs about ")
+    assert text.endswith(f"(the training data of '{tiny_data.name}' has {len(tiny_data.train):,} interactions)")
+    Trainer(tiny_config(batch_size=10 * len(tiny_data.train)), tiny_data)  # full-batch on small data is fine
 
 
 # ---- help and errors ----------------------------------------------------------------------------------

@@ -48,6 +48,16 @@ def peak_memory_mb(device: torch.device) -> dict:
     return out
 
 
+def memory_bytes(device: torch.device) -> int | None:
+    """Total memory of the device (the host's RAM for the CPU), or None when unknown."""
+    try:
+        if device.type == "cuda":
+            return int(torch.cuda.mem_get_info(device)[1])
+        return int(os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE"))
+    except (ValueError, OSError, AttributeError, RuntimeError):
+        return None
+
+
 def describe_device(device: torch.device) -> str:
     if device.type == "cuda":
         return f"cuda ({torch.cuda.get_device_name(device)})"

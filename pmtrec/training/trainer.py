@@ -78,13 +78,11 @@ class Trainer(NonFiniteChecks, Checkpointing):
         self.method.to(self.device)
         self.gen = torch.Generator(device=self.device).manual_seed(int(tcfg["seed"]) + 1)
         self.batch_size = int(tcfg["batch_size"])
-        if self.batch_size > len(data.train):
-            raise ConfigError(f"train.batch_size: {self.batch_size} is larger than the {len(data.train):,} training "
-                              f"interactions of '{data.name}' (at most {len(data.train)}: one batch per epoch)")
         self.aux_batch_size = int(tcfg.get("aux_batch_size") or self.batch_size)
         self.l2 = float(tcfg["l2"])
         self.epochs = int(tcfg["epochs"])
         self.sparse = tcfg["optimizer"] == "lazy_adam"
+        self._check_step_memory(int(cfg["model"]["dim"]))
         self._build_optimizers(float(tcfg["lr"]))
         self.evaluator = Evaluator(cfg, data, self.device)
         self.ks = self.evaluator.ks
@@ -227,6 +225,19 @@ class Trainer(NonFiniteChecks, Checkpointing):
             for name, ids, _, _ in parts:
                 self._grad_buf[name].index_fill_(0, ids, 0.0)
 
+    def _check_step_memory(self, dim: int) -> None:
+        """A batch whose step cannot fit in memory is a config error, not a failed allocation."""
+        from pmtrec.training.results import memory_bytes
+
+        rows = min(self.batch_size, len(self.data.train)) + (len(self.tasks) - 1) * self.aux_batch_size
+        need = rows * 3 * dim * 4 * 4  # ~3 embedding fields per sample, float32, x4: leaves, grads, scratch
+        have = memory_bytes(self.device)
+        if have and need > have:
+            which = "train.batch_size" if self.aux_batch_size == self.batch_size else "train.aux_batch_size"
+            raise ConfigError(f"{which}: a step with batch {self.batch_size} (auxiliary {self.aux_batch_size}) needs "
+                              f"about {need / 2**30:,.0f} GiB, {self.device.type} has {have / 2**30:,.0f} GiB (the "
+                              f"training data of '{self.data.name}' has {len(self.data.train):,} interactions)")
+
     def banner(self) -> str:
         """What is about to run, in two lines: data, tasks and method; device, threads and schedule."""
         from pmtrec.training.results import describe_device
@@ -286,7 +297,6 @@ class Trainer(NonFiniteChecks, Checkpointing):
         """
         notice = log if notice is None else notice
         wall0 = time.perf_counter()
-        log(self.banner())
         if checkpoint is not None:
             checkpoint = Path(checkpoint)
             # a SIGKILL during a save leaves its temporary file (never the checkpoint itself) behind
@@ -295,6 +305,7 @@ class Trainer(NonFiniteChecks, Checkpointing):
             if checkpoint.exists():
                 self.load_checkpoint(checkpoint)
                 notice(f"resumed from {checkpoint} at epoch {self.epoch}")
+        log(self.banner())
         patience = int(self.cfg["train"]["patience"])
         while self.epoch < self.epochs and self.best["bad_epochs"] < patience:
             entry = self.run_epoch()
