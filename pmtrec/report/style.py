@@ -9,6 +9,7 @@ readable in greyscale and for readers who confuse two of the colours.
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 from typing import Iterable
 
@@ -23,6 +24,7 @@ _FALLBACK = ("#4477AA", "#EE6677", "#228833", "#CCBB44", "#66CCEE", "#AA3377", "
 _EXTRA: dict[str, dict] = {}
 
 
+@functools.lru_cache(maxsize=1)
 def _catalogue() -> dict[str, dict]:
     from pmtrec.methods import entries
 
@@ -30,13 +32,7 @@ def _catalogue() -> dict[str, dict]:
 
 
 def _info(method: str) -> dict | None:
-    global _CATALOGUE
-    if _CATALOGUE is None:
-        _CATALOGUE = _catalogue()
-    return _EXTRA.get(method) or _CATALOGUE.get(method)
-
-
-_CATALOGUE: dict[str, dict] | None = None
+    return _EXTRA.get(method) or _catalogue().get(method)
 
 
 def use_methods_table(df) -> None:
@@ -49,8 +45,7 @@ def use_methods_table(df) -> None:
 
 def method_order() -> list[str]:
     """Every known method name in display order."""
-    _info("")
-    names = {**(_CATALOGUE or {}), **_EXTRA}
+    names = {**_catalogue(), **_EXTRA}
     return sorted(names, key=lambda m: (names[m]["order"], m))
 
 

@@ -132,21 +132,14 @@ def check_run_types(merged: dict, where: str) -> None:
 
 def check_dotted(key: str, value: Any, where: str) -> None:
     """A run-config key given in method_params or a grid: known, not the workflow's, of the right type."""
-    from pmtrec.config import defaults, merge, parse_override
+    from pmtrec.config import check_run_config, defaults, merge, nest_key
 
     _forbidden(key, where)
     try:
-        merged = merge(defaults(), parse_override(f"{key}=null"))
+        merged = merge(defaults(), nest_key(key, value))
     except ConfigError:
         config_error(f"{where}.{key}", "unknown run-config key (see pmtrec/defaults.yaml and config/README.md)")
-    node = merged
-    *parents, leaf = key.split(".")
-    for part in parents:
-        node = node[part]
-    node[leaf] = value
     try:
-        from pmtrec.config import check_run_config
-
         check_run_config(merged)
     except ConfigError as exc:
         bad = re.match(r"([\w.-]+): (.*)", str(exc))
