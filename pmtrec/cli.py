@@ -1,4 +1,4 @@
-"""Command line: pmtrec prepare, train, probe, embedding-map, report, methods and config.
+"""Command line: pmtrec prepare, train, probe, embedding-map, collect, report, methods and config.
 
 Every user-facing error is one line on stderr and a non-zero exit status: 2 for a bad
 input, configuration or file (``pmtrec: error: ...``), 1 for an unexpected internal error
@@ -16,8 +16,10 @@ import sys
 import threading
 from pathlib import Path
 
-from pmtrec import __version__
+from pmtrec import __version__, logs
 from pmtrec.errors import ConfigError, PmtrecError
+
+_LOG = logs.get_logger("pmtrec.cli")
 
 EPILOG = ("Configuration: the packaged defaults (print them with `pmtrec config`), then each --config FILE, then each --set "
           "key.path=value in order. Keys are documented in config/README.md.")
@@ -34,6 +36,15 @@ class _DefaultsFormatter(argparse.HelpFormatter):
         return f"{text} (default: {default})"
 
 
+def _add_output_args(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("output")
+    g.add_argument("--quiet", "-q", action="store_true",
+                   help="only notices, warnings and the final line (no progress bars, per-epoch lines or tables)")
+    g.add_argument("--verbose", "-v", action="store_true", help="also debug lines: where each file came from, "
+                   "the resolved config")
+    g.add_argument("--log-file", metavar="FILE", help="append every line, debug included, with times, to FILE")
+
+
 def _add_config_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--config", "-c", metavar="FILE", action="append", default=None,
                    help="YAML run config merged over the defaults (repeatable: merged in order)")
@@ -47,7 +58,12 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     # every subcommand's --help shows the defaults of its options
     add = sub.add_parser
-    sub.add_parser = lambda *a, **k: add(*a, formatter_class=_DefaultsFormatter, **k)
+
+    def add_command(*a, **k):
+        command = add(*a, formatter_class=_DefaultsFormatter, **k)
+        _add_output_args(command)
+        return command
+    sub.add_parser = add_command
 
     p = sub.add_parser("prepare", help="raw dataset -> canonical prepared dataset (parquet + statistics)",
                        description="Load the source named by dataset.source (mirror, cache or download), "
@@ -71,7 +87,6 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", "-o", metavar="FILE", help="result JSON (written atomically); default: print a summary only")
     p.add_argument("--checkpoint", metavar="FILE",
                    help="checkpoint written every epoch; an existing one of the same config is resumed")
-    p.add_argument("--quiet", "-q", action="store_true", help="no progress bars or per-epoch lines (a resume from --checkpoint is still said)")
     p.add_argument("--no-progress", action="store_true",
                    help="no progress bars, but the per-epoch lines (for log files: the workflow's jobs)")
     p.add_argument("--label", dest="labels", action="append", default=[], metavar="KEY=VALUE",
@@ -114,6 +129,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--plugins", metavar="MODULE", nargs="+", default=[],
                    help="import these modules first (plugin methods in the results)")
 
+    p = sub.add_parser("collect", help="tidy CSV of result JSONs made anywhere (one row per run, split, metric)",
+                       description="Collect result JSONs (files, or folders searched recursively) into one tidy "
+                                   "table: kind, dataset, method, variant, seed, the run's path, config hash, best "
+                                   "epoch and labels, split, metric, value. A result without labels is a main run.")
+    p.add_argument("results", nargs="+", metavar="RESULT", help="result JSON files or folders holding them")
+    p.add_argument("--out", "-o", required=True, metavar="CSV", help="the runs table (written atomically)")
+    p.add_argument("--summary", metavar="CSV", help="also the mean, std and n over seeds of each metric")
+
     p = sub.add_parser("methods", help="list the catalogue: methods, ablation variants and baseline models",
                        description="Every name train.method accepts, with its family and hyperparameters; "
                                    "--json gives the whole catalogue (labels, colours, order, tunable ranges).")
@@ -146,7 +169,7 @@ def cmd_prepare(args) -> int:
 
     cfg = _resolve(args)
     prepare_dataset(cfg, args.out)
-    print(f"prepared dataset written to {args.out}")
+    _say(f"prepared dataset written to {args.out}")
     return 0
 
 
@@ -186,12 +209,24 @@ def _check_writable(path: str, what: str) -> None:
         raise ConfigError(f"{what} {path}: is a folder, expected a file name")
 
 
+def _check_run(cfg: dict) -> None:
+    """The run's settings and method, checked before any data is loaded (a typo fails in a second)."""
+    from pmtrec.config import check_run_config
+    from pmtrec.methods import MODELS
+    from pmtrec.methods.registry import resolve
+
+    check_run_config(cfg)
+    if cfg["train"]["method"] not in MODELS:
+        resolve(cfg["train"]["method"], cfg["train"].get("method_params") or {})
+
+
 def cmd_train(args) -> int:
     from pmtrec.data import prepare_in_memory, read_prepared
     from pmtrec.train import train
     from pmtrec.training.results import write_result
 
     cfg = _resolve(args)
+    _check_run(cfg)
     labels = _labels(args.labels)
     for option, path in (("--out", args.out), ("--embeddings", args.embeddings), ("--checkpoint", args.checkpoint)):
         if path:
@@ -205,10 +240,8 @@ def cmd_train(args) -> int:
     else:
         data = prepare_in_memory(cfg)
     if not args.out:
-        print("pmtrec: no --out given: the result is printed, not saved", file=sys.stderr)
-    log = (lambda *_: None) if args.quiet else print
-    result = train(cfg, data, checkpoint=args.checkpoint, log=log, notice=print,  # a resume is said even with -q
-                   embeddings=args.embeddings)
+        _LOG.warning("no --out given: the result is printed, not saved")
+    result = train(cfg, data, checkpoint=args.checkpoint, embeddings=args.embeddings)
     if labels:
         result["labels"] = labels
     if data_info is not None:
@@ -216,9 +249,9 @@ def cmd_train(args) -> int:
     if args.out:
         write_result(args.out, result)
     t = result["test"]["overall"]
-    print(f"{result['method']} on {result['dataset']} (seed {result['seed']}): best epoch {result['best_epoch']}, "
-          f"test recall@20={t['recall@20']:.4f} ndcg@20={t['ndcg@20']:.4f}, "
-          f"{result['epoch_time_s']:.2f}s/epoch" + (f" -> {args.out}" if args.out else ""))
+    _say(f"{result['method']} on {result['dataset']} (seed {result['seed']}): best epoch {result['best_epoch']}, "
+         f"test recall@20={t['recall@20']:.4f} ndcg@20={t['ndcg@20']:.4f}, "
+         f"{result['epoch_time_s']:.2f}s/epoch" + (f" -> {args.out}" if args.out else ""))
     return 0
 
 
@@ -239,7 +272,7 @@ def cmd_probe(args) -> int:
         if baseline == "embeddings":
             chance = summary.get((probe, metric, "permuted"), [float("nan")])
             print(f"{probe:8s} {metric:9s} {sum(values) / len(values):.4f} (permuted {sum(chance) / len(chance):.4f})")
-    print(f"probes of {record['method']} on {record['dataset']} (seed {record['seed']}) -> {args.out}")
+    _say(f"probes of {record['method']} on {record['dataset']} (seed {record['seed']}) -> {args.out}")
     return 0
 
 
@@ -251,7 +284,25 @@ def cmd_embedding_map(args) -> int:
     frame = map_runs(args.result, read_prepared(args.data), size=args.items, seed=args.seed)
     with atomic_path(args.out) as tmp:
         frame.to_csv(tmp, index=False)
-    print(f"maps of {frame['method'].nunique()} runs ({frame['item'].nunique()} items) -> {args.out}")
+    _say(f"maps of {frame['method'].nunique()} runs ({frame['item'].nunique()} items) -> {args.out}")
+    return 0
+
+
+def cmd_collect(args) -> int:
+    from pmtrec.collect import collect, summarise
+    from pmtrec.io import atomic_path
+
+    for option, path in (("--out", args.out), ("--summary", args.summary)):
+        if path:
+            _check_writable(path, option)
+    runs = collect(args.results)
+    tables = [(args.out, runs)] + ([(args.summary, summarise(runs))] if args.summary else [])
+    for path, frame in tables:
+        with atomic_path(path) as tmp:
+            frame.to_csv(tmp, index=False)
+    n = runs.drop_duplicates("path")
+    _say(f"{len(n)} runs ({n['method'].nunique()} methods, {n['dataset'].nunique()} datasets) -> {args.out}"
+         + (f", summary -> {args.summary}" if args.summary else ""))
     return 0
 
 
@@ -293,7 +344,7 @@ def cmd_report(args) -> int:
     work = Path(args.work) if args.work else Path(f"{args.out}.work")
     out = build_study_report(args.results, args.out, work, prepared=prepared, reference=args.reference,
                              exclude=args.exclude)
-    print(f"report written to {out} (tables and notebooks in {work})")
+    _say(f"report written to {out} (tables and notebooks in {work})")
     return 0
 
 
@@ -319,42 +370,52 @@ def _one_line(text: str) -> str:
     return " | ".join(ln.strip() for ln in str(text).splitlines() if ln.strip())
 
 
+def _say(text: str, *, err: bool = False, level: int = 20) -> None:
+    """A command's own output line: to the terminal as is, and to the --log-file."""
+    print(text, file=sys.stderr if err else sys.stdout)
+    logs.file_only(_LOG, level, text)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     handler = {"prepare": cmd_prepare, "train": cmd_train, "probe": cmd_probe, "embedding-map": cmd_embedding_map,
-               "methods": cmd_methods, "config": cmd_config, "report": cmd_report}
+               "methods": cmd_methods, "config": cmd_config, "report": cmd_report, "collect": cmd_collect}
+    try:
+        logs.configure(-1 if args.quiet else 1 if args.verbose else 0, args.log_file)
+    except OSError as exc:
+        print(f"pmtrec: error: --log-file {args.log_file}: cannot write there ({exc.strerror})", file=sys.stderr)
+        return 2
     previous = None
     if threading.current_thread() is threading.main_thread():
         previous = signal.signal(signal.SIGTERM, _on_sigterm)
     try:
         return handler[args.command](args)
-    except PmtrecError as exc:
-        print(f"pmtrec: error: {_one_line(exc)}", file=sys.stderr)
-        return 2
-    except OSError as exc:  # a path that cannot be read or written (it names the file)
-        print(f"pmtrec: error: {_one_line(exc)}", file=sys.stderr)
+    except (PmtrecError, OSError) as exc:  # a bad input, config or file (an OSError names its file)
+        _say(f"pmtrec: error: {_one_line(exc)}", err=True, level=40)
         return 2
     except KeyboardInterrupt:
-        print("pmtrec: interrupted", file=sys.stderr)
+        _say("pmtrec: interrupted", err=True, level=40)
         return 130
     except Terminated:
         ckpt = getattr(args, "checkpoint", None)
         hint = f"; rerun the same command to resume from {ckpt}" if ckpt and Path(ckpt).exists() else ""
-        print(f"pmtrec: terminated (SIGTERM){hint}", file=sys.stderr)
+        _say(f"pmtrec: terminated (SIGTERM){hint}", err=True, level=40)
         return 143
     except Exception as exc:
         if os.environ.get("PMTREC_DEBUG"):
             raise
+        _LOG.debug("internal error", exc_info=True)  # the traceback, in the --log-file (and with -v)
         if type(exc).__name__ == "OutOfMemoryError":  # torch.OutOfMemoryError, without importing torch here
-            print(f"pmtrec: error: out of device memory ({_one_line(exc)[:200]}); lower train.batch_size or "
-                  "eval.batch_size", file=sys.stderr)
+            _say(f"pmtrec: error: out of device memory ({_one_line(exc)[:200]}); lower train.batch_size or "
+                 "eval.batch_size", err=True, level=40)
             return 2
-        print(f"pmtrec: internal error: {type(exc).__name__}: {_one_line(exc)[:300]} "
-              "(set PMTREC_DEBUG=1 for the traceback)", file=sys.stderr)
+        _say(f"pmtrec: internal error: {type(exc).__name__}: {_one_line(exc)[:300]} "
+             "(set PMTREC_DEBUG=1 for the traceback)", err=True, level=40)
         return 1
     finally:
         if previous is not None:
             signal.signal(signal.SIGTERM, previous)
+        logs.reset()
 
 
 if __name__ == "__main__":

@@ -157,3 +157,102 @@ def test_a_run_of_ew_imports_neither_torchjd_nor_cvxpy(tmp_path):
     code = code.replace("'-q']", "'-q', '--method', 'pcgrad']")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, cwd=tmp_path)
     assert out.stdout.split()[-3:-1] == ["0", "True"], out.stderr[-2000:]
+
+
+# ---- logging: levels, --log-file ----------------------------------------------------------------
+TINY = ["train", "--set", "dataset.synthetic.size=tiny", "--epochs", "2", "--threads", "1", "--no-progress"]
+
+
+def test_quiet_keeps_only_notices_and_the_final_line(tmp_path):
+    rc, out, err = cli(*TINY, "-q", "--out", str(tmp_path / "r.json"))
+    lines = out.splitlines()
+    assert rc == 0 and err == ""
+    assert len(lines) == 2 and lines[0].startswith("note: the epoch cap stopped the run")  # a NOTICE
+    assert lines[1].startswith("ew on synthetic-tiny (seed 0): best epoch 2, test recall@20=")
+
+
+def test_verbose_adds_debug_lines_and_the_log_file_gets_everything(tmp_path):
+    log = tmp_path / "run.log"
+    rc, out, err = cli(*TINY, "-q", "--log-file", str(log))  # quiet console, full log file
+    assert rc == 0 and "epoch   1 |" not in out
+    assert err == "pmtrec: warning: no --out given: the result is printed, not saved\n"
+    text = log.read_text()
+    for level, words in [("WARNING", "pmtrec.cli: no --out given"), ("INFO", "pmtrec.training.trainer: epoch   2 |"),
+                         ("NOTICE", "the epoch cap stopped the run"), ("DEBUG", "run config (dataset synthetic)"),
+                         ("INFO", "pmtrec.cli: ew on synthetic-tiny (seed 0): best epoch 2")]:
+        assert any(f" {level:7s} " in ln and words in ln for ln in text.splitlines()), (level, words)
+    rc, out, _ = cli(*TINY, "-v")
+    assert rc == 0 and "run config (dataset synthetic): {" in out and "epoch   2 |" in out
+
+
+def test_an_error_goes_to_the_log_file_too(tmp_path):
+    log = tmp_path / "run.log"
+    rc, _, err = cli("train", "--method", "pmtrek", "--log-file", str(log))
+    assert rc == 2 and err.startswith("pmtrec: error: train.method: unknown method 'pmtrek'")
+    assert f"ERROR   pmtrec.cli: {err.strip()}" in log.read_text()
+
+
+def test_an_unwritable_log_file_is_a_one_line_error(tmp_path):
+    rc, out, err = cli("config", "--log-file", str(tmp_path / "no" / "such" / "x.log"))
+    assert (rc, out) == (2, "")
+    assert err == f"pmtrec: error: --log-file {tmp_path / 'no' / 'such' / 'x.log'}: cannot write there (No such file or directory)\n"
+
+
+def test_library_calls_log_instead_of_printing(tiny_data, capsys, caplog):
+    import logging
+
+    from conftest import tiny_config
+    from pmtrec.train import train
+
+    with caplog.at_level(logging.INFO, logger="pmtrec"):
+        train(tiny_config(epochs=1), tiny_data)
+    assert capsys.readouterr().out == ""  # nothing printed by the library
+    messages = [r.getMessage() for r in caplog.records if r.name == "pmtrec.training.trainer"]
+    assert any(m.startswith("epoch   1 |") for m in messages)
+
+
+# ---- downloads: fail fast when a retry cannot help, and say where the files were looked for ----
+@pytest.mark.parametrize("url, reason", [
+    ("https://no-such-host.invalid/ciao.zip", "cannot resolve the host name 'no-such-host.invalid'"),
+    ("file:///nonexistent-pmtrec/ciao.zip", "no such file (No such file or directory)"),
+])
+def test_a_download_that_cannot_succeed_fails_at_once_naming_the_folders(url, reason, tmp_path):
+    import time
+
+    mirror, cache = tmp_path / "mirror", tmp_path / "cache"
+    t0 = time.perf_counter()
+    rc, _, err = cli("prepare", "--dataset", "ciao", "--set", f"dataset.mirror={mirror}", "--set",
+                     f"dataset.cache={cache}", "--set", f"dataset.ciao.url={url}", "--set",
+                     "dataset.download.backoff_s=5", "--out", str(tmp_path / "out"))
+    assert rc == 2 and err.count("\n") == 1
+    assert err.startswith(f"pmtrec: error: {url}: download failed after 1 attempt(s): {reason}")
+    assert err.endswith(f"; not retried; rating.mat, trustnetwork.mat, category.txt not found in the mirror "
+                        f"{mirror / 'ciao'} or the cache {cache / 'ciao'} either\n")
+    assert time.perf_counter() - t0 < 5  # no backoff wait (5 s) was spent
+    assert not (tmp_path / "out").exists() and not any((cache / "ciao").glob("*"))
+
+
+def test_a_download_shows_a_progress_bar_on_a_terminal(tmp_path, monkeypatch):
+    from pmtrec.data import fetch
+
+    src = tmp_path / "blob.bin"
+    src.write_bytes(b"x" * 3_000_000)
+    shown = []
+
+    class Bar:
+        def __init__(self, **kw):
+            shown.append(kw)
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            return False
+
+        def update(self, n):
+            shown.append(n)
+
+    monkeypatch.setattr("tqdm.auto.tqdm", Bar)
+    fetch.download(src.as_uri(), tmp_path / "out.bin")
+    assert shown[0]["unit"] == "B" and shown[0]["desc"] == "blob.bin" and shown[0]["disable"] is None
+    assert sum(n for n in shown[1:]) == 3_000_000 and (tmp_path / "out.bin").read_bytes() == src.read_bytes()

@@ -10,7 +10,7 @@ Public API::
 from __future__ import annotations
 
 import os
-import sys
+import logging
 import time
 from pathlib import Path
 from typing import Any, TextIO
@@ -27,17 +27,12 @@ def prepare_in_memory(cfg: dict[str, Any]) -> Prepared:
     return preprocess(load_source(cfg), cfg.get("preprocess", {}))
 
 
-_STDOUT: Any = object()  # the current sys.stdout at call time (a default of sys.stdout binds the one at import)
-
-
-def prepare_dataset(cfg: dict[str, Any], out_dir: str | os.PathLike, *, stream: TextIO | None = _STDOUT
+def prepare_dataset(cfg: dict[str, Any], out_dir: str | os.PathLike, *, stream: TextIO | None = None
                     ) -> Prepared:
-    """load_source -> preprocess -> write_prepared; prints the statistics table to ``stream``
-    (default: standard output; None: nothing)."""
+    """load_source -> preprocess -> write_prepared; the statistics table goes to ``stream``, or,
+    by default, to the ``pmtrec.data`` logger at INFO."""
     from pmtrec.config import config_hash
 
-    if stream is _STDOUT:
-        stream = sys.stdout
     t0 = time.perf_counter()
     raw = load_source(cfg)
     t1 = time.perf_counter()
@@ -46,10 +41,12 @@ def prepare_dataset(cfg: dict[str, Any], out_dir: str | os.PathLike, *, stream: 
     section = {"dataset": cfg.get("dataset"), "preprocess": cfg.get("preprocess")}
     write_prepared(prepared, Path(out_dir), extra_meta={"config": section, "config_hash": config_hash(section)})
     t3 = time.perf_counter()
+    text = (f"prepared {prepared.name} -> {out_dir}  (load {t1 - t0:.2f}s, preprocess {t2 - t1:.2f}s, "
+            f"write {t3 - t2:.2f}s)\n{format_stats(prepared.stats)}")
     if stream is not None:
-        print(f"prepared {prepared.name} -> {out_dir}  (load {t1 - t0:.2f}s, preprocess {t2 - t1:.2f}s, "
-              f"write {t3 - t2:.2f}s)", file=stream)
-        print(format_stats(prepared.stats), file=stream)
+        print(text, file=stream)
+    else:
+        logging.getLogger(__name__).info(text)
     return prepared
 
 

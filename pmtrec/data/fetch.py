@@ -27,7 +27,10 @@ import http.client
 import math
 import json
 import os
+import logging
 import shutil
+import socket
+import sys
 import time
 import urllib.error
 import urllib.parse
@@ -39,6 +42,7 @@ from typing import Any, Callable
 from pmtrec.errors import ConfigError, DataError
 from pmtrec.io import atomic_path
 
+_LOG = logging.getLogger(__name__)
 MIRROR_ENV = "PMTREC_MIRROR"
 _CHUNK = 1 << 20
 DEFAULT_DOWNLOAD = {"retries": 4, "backoff_s": 1.0, "timeout_s": 60.0}
@@ -106,6 +110,33 @@ class _Truncated(Exception):
     pass
 
 
+def _progress(url: str, total: int | None, start: int):
+    """A byte progress bar on a terminal (none in log files, or when the pmtrec logger is quieter
+    than INFO, as with ``-q``)."""
+    from tqdm.auto import tqdm
+
+    from pmtrec.logs import console_quiet
+
+    quiet = console_quiet()
+    name = Path(urllib.parse.urlparse(url).path).name or url
+    return tqdm(total=total, initial=start, unit="B", unit_scale=True, unit_divisor=1024, desc=name,
+                leave=False, file=sys.stderr, disable=True if quiet else None)  # None: off when not a TTY
+
+
+def _permanent(exc: BaseException, url: str) -> str | None:
+    """Why a failed attempt cannot succeed on retry (None: it might): an unknown host, a missing
+    local file, an unsupported URL."""
+    reason = getattr(exc, "reason", None)
+    if isinstance(reason, socket.gaierror) or isinstance(exc, socket.gaierror):
+        host = urllib.parse.urlparse(url).hostname
+        return f"cannot resolve the host name{f' {host!r}' if host else ''} ({reason or exc})"
+    if isinstance(reason, (FileNotFoundError, IsADirectoryError, NotADirectoryError)):
+        return f"no such file ({reason.strerror or reason})"
+    if isinstance(exc, ValueError):
+        return f"not a URL pmtrec can download ({exc})"
+    return None
+
+
 def _fetch_once(url: str, part: Path, timeout: float) -> None:
     """One attempt: append to ``part`` (resuming via Range when it has bytes)."""
     have = part.stat().st_size if part.exists() else 0
@@ -130,12 +161,13 @@ def _fetch_once(url: str, part: Path, timeout: float) -> None:
             start = 0
         length = resp.headers.get("Content-Length")
         expected_total = start + int(length) if length is not None and length.isdigit() else None
-        with open(part, mode) as fh:
+        with open(part, mode) as fh, _progress(url, expected_total, start) as bar:
             while True:
                 block = resp.read(_CHUNK)
                 if not block:
                     break
                 fh.write(block)
+                bar.update(len(block))
     size = part.stat().st_size
     if expected_total is not None and size != expected_total:
         raise _Truncated(f"got {size} of {expected_total} bytes")
@@ -182,6 +214,7 @@ def _download_loop(url: str, dest: Path, part: Path, attempts: int, backoff_s: f
             if exc.code == 416:  # range not satisfiable: restart from zero
                 part.unlink(missing_ok=True)
             elif 400 <= exc.code < 500 and exc.code not in (408, 429):
+                last += "; not retried"
                 break
         except _Truncated as exc:
             last = f"truncated transfer ({exc})"
@@ -190,6 +223,10 @@ def _download_loop(url: str, dest: Path, part: Path, attempts: int, backoff_s: f
         except http.client.IncompleteRead as exc:
             last = f"truncated transfer ({exc!r})"
         except (urllib.error.URLError, http.client.HTTPException, OSError, ValueError) as exc:
+            permanent = _permanent(exc, url)
+            if permanent:
+                last = f"{permanent}; not retried"
+                break
             reason = getattr(exc, "reason", None) or exc
             last = f"{type(exc).__name__}: {reason}"
         if attempt + 1 < attempts:
@@ -241,6 +278,18 @@ def from_manifest(cfg: dict[str, Any], source: str, name: str) -> Path | None:
     return found
 
 
+def _download_from(url: str, dest: Path, opts: dict, names: list[str], mirror: Path | None, cache: Path) -> Path:
+    """:func:`download` whose failure also says where the files were looked for first."""
+    _LOG.info("downloading %s -> %s", url, dest)
+    try:
+        return download(url, dest, retries=int(opts["retries"]), backoff_s=float(opts["backoff_s"]),
+                        timeout_s=float(opts["timeout_s"]))
+    except DataError as exc:
+        where = (f"the mirror {mirror} or the cache {cache}" if mirror is not None
+                 else f"the cache {cache} (no mirror: dataset.mirror or ${MIRROR_ENV})")
+        raise DataError(f"{exc}; {', '.join(names)} not found in {where} either") from None
+
+
 def resolve_files(cfg: dict[str, Any], source: str, files: dict[str, str | None] | None = None) -> dict[str, Path]:
     """Return verified local paths of every file of ``source`` (see module doc)."""
     ds = cfg.get("dataset", {})
@@ -259,12 +308,14 @@ def resolve_files(cfg: dict[str, Any], source: str, files: dict[str, str | None]
         if mirror is not None and (mirror / source / name).is_file():
             path = mirror / source / name
             verify(path, digest, delete=False)
+            _LOG.debug("%s: from the mirror, %s", name, path)
             out[name] = path
             continue
         path = cache / name
         if path.is_file():
             try:
                 verify(path, digest, delete=True)
+                _LOG.debug("%s: from the cache, %s", name, path)
                 out[name] = path
                 continue
             except DataError:
@@ -278,16 +329,14 @@ def resolve_files(cfg: dict[str, Any], source: str, files: dict[str, str | None]
         opts = download_options(cfg)
         if str(url).endswith("/"):  # a folder of loose files
             for name in need:
-                download(f"{url}{name}", cache / name, retries=int(opts["retries"]),
-                         backoff_s=float(opts["backoff_s"]), timeout_s=float(opts["timeout_s"]))
+                _download_from(f"{url}{name}", cache / name, opts, [name], mirror and mirror / source, cache)
                 verify(cache / name, files[name], delete=True)
                 out[name] = cache / name
             return {name: out[name] for name in files}
         archive = cache / (Path(urllib.parse.urlparse(url).path).name or f"{source}.zip")
         if not archive.name.endswith(".zip"):
             archive = archive.with_name(archive.name + ".zip")
-        download(url, archive, retries=int(opts["retries"]), backoff_s=float(opts["backoff_s"]),
-                 timeout_s=float(opts["timeout_s"]))
+        _download_from(url, archive, opts, need, mirror and mirror / source, cache)
         try:
             _extract(archive, need, cache)
         finally:
@@ -312,9 +361,7 @@ def resolve_path_or_url(cfg: dict[str, Any], source: str, value: str, key: str) 
             return mirror / source / name
         dest = cache_dir(cfg) / source / name
         if not dest.is_file():
-            opts = download_options(cfg)
-            download(value, dest, retries=int(opts["retries"]), backoff_s=float(opts["backoff_s"]),
-                     timeout_s=float(opts["timeout_s"]))
+            _download_from(value, dest, download_options(cfg), [name], mirror and mirror / source, dest.parent)
         return dest
     path = Path(value).expanduser()
     if not path.is_file():

@@ -25,6 +25,8 @@ from pmtrec import evaluate as ev
 from pmtrec.config import config_hash
 from pmtrec.errors import PmtrecError
 
+RESULT_SCHEMA = "pmtrec.result/1"
+
 
 class ResultError(PmtrecError):
     """A result file is missing, unreadable or does not match the result schema."""
@@ -70,7 +72,7 @@ def result_record(cfg: dict, data, valid: ev.EvalResult, test: ev.EvalResult, *,
                   wall_time: float, skipped_batches: int = 0, stopped_by: str = "none") -> dict:
     times = [h["train_time_s"] for h in history]
     return {
-        "schema": "pmtrec.result/1",
+        "schema": RESULT_SCHEMA,
         "dataset": data.name, "method": cfg["train"]["method"], "seed": cfg["train"]["seed"],
         "tasks": list(task_names),
         "valid": valid.to_dict(), "test": test.to_dict(),
@@ -108,6 +110,29 @@ def validate_result(result: Any, name: str = "<result>") -> dict:
         msg = err.message if len(err.message) < 200 else err.message[:200] + "..."
         raise ResultError(f"{name}: malformed result ({where or 'top level'}: {msg})")
     return result
+
+
+def find_results(inputs) -> list[Path]:
+    """Result JSONs among ``inputs``: files as given, folders searched recursively for JSON files
+    whose ``schema`` is a result record (others are skipped: probes, manifests), sorted."""
+    out: list[Path] = []
+    for item in inputs:
+        item = Path(item)
+        if item.is_file():
+            out.append(item)
+            continue
+        if not item.is_dir():
+            raise ResultError(f"{item}: no such result file or folder")
+        for path in sorted(item.rglob("*.json")):
+            try:
+                head = json.loads(path.read_text())
+            except (OSError, json.JSONDecodeError):
+                continue  # not ours; a broken result named as a file is refused by load_result
+            if isinstance(head, dict) and head.get("schema") == RESULT_SCHEMA:
+                out.append(path)
+    if not out:
+        raise ResultError(f"no result JSONs (schema {RESULT_SCHEMA}) in {', '.join(map(str, inputs))}")
+    return out
 
 
 def load_result(path: str | Path) -> dict:

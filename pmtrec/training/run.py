@@ -28,11 +28,11 @@ def run_baseline_model(cfg: dict, data, model) -> dict:
                          wall_time=time.perf_counter() - t0)
 
 
-def train(cfg: dict, data, checkpoint: str | Path | None = None, log=print, notice=None,
+def train(cfg: dict, data, checkpoint: str | Path | None = None, log=None, notice=None,
           embeddings: str | Path | None = None) -> dict:
     """Train (or, for a baseline model, just rank) and return the result record.
 
-    ``log`` gets the per-epoch lines; ``notice`` (default: ``log``) the one-off ones, e.g. a resume.
+    ``log`` and ``notice``: see :meth:`Trainer.fit` (default: the ``pmtrec.training`` logger).
     ``embeddings``: a path for the best-epoch tables (:mod:`pmtrec.embeddings`), recorded in the
     result; a baseline model has none (an error if asked for).
     """

@@ -10,6 +10,7 @@ record by :mod:`pmtrec.training.results`.
 
 from __future__ import annotations
 
+import json
 import math
 import time
 from pathlib import Path
@@ -19,6 +20,7 @@ import torch
 from tqdm.auto import tqdm
 
 from pmtrec import evaluate as ev
+from pmtrec import logs
 from pmtrec.config import check_run_config
 from pmtrec.errors import ConfigError, TrainingError
 from pmtrec.methods import Method, StepContext, build_method
@@ -34,6 +36,7 @@ from pmtrec.training.results import result_record
 from pmtrec.training.rows import Leaves, StepBatch, gather_batch, gather_rows, leaf_losses, scatter_leaf_grads, task_losses
 
 EARLY_STOP_METRIC = "ndcg@20"
+_LOG = logs.get_logger(__name__)
 
 
 def resolve_device(spec: str) -> torch.device:
@@ -290,12 +293,18 @@ class Trainer(NonFiniteChecks, Checkpointing):
                 "valid": valid.metrics, **log.summary(self.task_names),
                 "skipped_batches": self._epoch_skipped}
 
-    def fit(self, checkpoint: str | Path | None = None, log=print, notice=None) -> dict:
+    def fit(self, checkpoint: str | Path | None = None, log=None, notice=None) -> dict:
         """Train with early stopping; return the result dictionary (see :func:`result_record`).
 
-        ``log`` gets the per-epoch lines, ``notice`` (default: ``log``) the one-off ones (a resume).
+        The banner and per-epoch lines go to ``log`` (default: the ``pmtrec.training`` logger at
+        INFO), the one-off facts (a resume, the epoch cap) to ``notice`` (default: ``log`` when one
+        is given, else the logger at NOTICE, said even with ``-q``).
         """
+        if log is None:
+            log, notice = _LOG.info, notice or (lambda msg: logs.notice(_LOG, msg))
         notice = log if notice is None else notice
+        run = {k: v for k, v in self.cfg.items() if k != "dataset"}  # the dataset's own keys: in its meta.json
+        _LOG.debug("run config (dataset %s): %s", self.cfg["dataset"].get("source"), json.dumps(run, default=str))
         wall0 = time.perf_counter()
         if checkpoint is not None:
             checkpoint = Path(checkpoint)
