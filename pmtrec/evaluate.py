@@ -1,4 +1,4 @@
-"""Full-ranking top-K evaluation: Recall, Precision, Hit and NDCG at several K.
+"""Full-ranking top-K evaluation: Recall, Precision, Hit, NDCG, MRR and MAP at several K.
 
 Protocol
 --------
@@ -23,6 +23,16 @@ Metrics, for a user ``u`` with target set ``T_u`` and top-K list ``R_u`` (ranks
 * ``hit@K       = 1 if |R_u ∩ T_u| > 0 else 0``
 * ``ndcg@K      = DCG / IDCG`` with ``DCG = sum over hit ranks r of 1 / log2(r + 1)`` and
   ``IDCG = sum_{r=1}^{min(|T_u|, K)} 1 / log2(r + 1)`` (the RecBole / LightGCN convention).
+* ``mrr@K       = 1 / r*`` with ``r*`` the rank of the first target in ``R_u``, 0 if none
+  (RecBole's ``MRR``).
+* ``map@K       = (1 / min(|T_u|, K)) * sum_{r=1}^{K} rel_r * precision@r`` with ``rel_r = 1``
+  if the item at rank ``r`` is a target. The normaliser ``min(|T_u|, K)`` is RecBole's
+  (``MAP`` in ``recbole/evaluator/metrics.py``), so ``map@K = 1`` when the first
+  ``min(|T_u|, K)`` ranks are all targets; TREC / ``ranx`` divide by ``|T_u|`` instead,
+  which gives ``map@K * min(|T_u|, K) / |T_u|``.
+
+Recall divides by ``|T_u|`` (not ``min(|T_u|, K)``), as RecBole and ``ranx`` do, so a
+user with more than K targets cannot reach ``recall@K = 1``.
 
 Duplicate pairs in ``targets`` or ``exclude`` are counted once.
 
@@ -68,7 +78,8 @@ __all__ = [
 ]
 
 #: Metric names, in the order their keys appear in :attr:`EvalResult.metrics`.
-METRICS: tuple[str, ...] = ("recall", "ndcg", "precision", "hit")
+#: New families go at the end so existing result files keep their key order.
+METRICS: tuple[str, ...] = ("recall", "ndcg", "precision", "hit", "mrr", "map")
 
 ScoreFn = Callable[[torch.Tensor], torch.Tensor]
 
@@ -179,7 +190,7 @@ def _check_common(n_users: int, n_items: int, batch_size: int) -> None:
 class EvalResult:
     """Metrics of one evaluation (see the module docstring for definitions)."""
 
-    #: ``"recall@K"``, ``"ndcg@K"``, ``"precision@K"``, ``"hit@K"`` for every K -> mean over evaluated users.
+    #: ``"<metric>@K"`` for every metric in :data:`METRICS` and every K -> mean over evaluated users.
     metrics: dict[str, float]
     #: Same keys -> float64 array, one value per entry of :attr:`users`.
     per_user: dict[str, np.ndarray]
@@ -257,6 +268,7 @@ def evaluate_ranking(
     # discount 1/log2(r+1) for r = 1..kk, and IDCG for 0..kk relevant items
     disc = 1.0 / torch.log2(torch.arange(2, kk + 2, device=device, dtype=fdt))
     idcg = torch.cat([torch.zeros(1, device=device, dtype=fdt), disc.cumsum(0)])
+    inv_rank = 1.0 / torch.arange(1, kk + 1, device=device, dtype=fdt)
     n_tgt = torch.as_tensor(tgt.counts, device=device, dtype=torch.long)
     cols = {k: min(k, kk) - 1 for k in ks}
     per_user_t = {f"{m}@{k}": torch.empty(n_eval, device=device, dtype=fdt) for m in METRICS for k in ks}
@@ -273,6 +285,9 @@ def evaluate_ranking(
             hits_f = hits.to(fdt)
             cum_hits = hits_f.cumsum(1)
             cum_dcg = (hits_f * disc).cumsum(1)
+            # the first hit is the hit where the running hit count is 1; its 1/rank, carried on
+            cum_rr = (hits_f * (cum_hits == 1) * inv_rank).cumsum(1)
+            cum_ap = (cum_hits * inv_rank * hits_f).cumsum(1)  # sum of precision@r over hit ranks
             nt = n_tgt[b0:b1]
             for k in ks:
                 h = cum_hits[:, cols[k]]
@@ -280,6 +295,8 @@ def evaluate_ranking(
                 per_user_t[f"precision@{k}"][b0:b1] = h / k
                 per_user_t[f"hit@{k}"][b0:b1] = (h > 0).to(fdt)
                 per_user_t[f"ndcg@{k}"][b0:b1] = cum_dcg[:, cols[k]] / idcg[nt.clamp(max=cols[k] + 1)]
+                per_user_t[f"mrr@{k}"][b0:b1] = cum_rr[:, cols[k]]
+                per_user_t[f"map@{k}"][b0:b1] = cum_ap[:, cols[k]] / nt.clamp(max=k)
 
     per_user = {key: t.cpu().numpy().astype(np.float64, copy=False) for key, t in per_user_t.items()}
     metrics = {key: float(v.mean()) for key, v in per_user.items()}

@@ -234,7 +234,7 @@ def test_invalid_json_is_refused(tmp_path):
     (lambda r: r.__setitem__("seed", "zero"), "seed"),
     (lambda r: r["curves"][0].pop("loss"), "curves[0]"),
     (lambda r: r["test"]["overall"].__setitem__("ndcg@20", "high"), "test.overall.ndcg@20"),
-    (lambda r: r["test"]["groups"]["0"].__setitem__("mrr@5", 1.0), "test.groups.0"),
+    (lambda r: r["test"]["groups"]["0"].__setitem__("auc@5", 1.0), "test.groups.0"),
 ])
 def test_schema_violations_are_refused(tmp_path, mutate, where):
     result = make_result()

@@ -54,6 +54,9 @@ def reference(scores: np.ndarray, targets, exclude, ks):
             out[f"precision@{k}"].append(h / k)
             out[f"hit@{k}"].append(1.0 if h else 0.0)
             out[f"ndcg@{k}"].append(dcg / idcg)
+            out[f"mrr@{k}"].append(1 / ranks[0] if ranks else 0.0)
+            # RecBole's MAP: precision@r summed over hit ranks r, over min(|T_u|, K)
+            out[f"map@{k}"].append(sum((j + 1) / r for j, r in enumerate(ranks)) / min(nt, k))
     return np.array(users, dtype=np.int64), {key: np.array(v) for key, v in out.items()}
 
 
@@ -88,13 +91,23 @@ HAND_PER_USER = {
     "precision@10": [0.3, 0.1],  # divided by K even though only 5 items can be ranked
     "hit@10": [1.0, 1.0],
     "ndcg@10": [(1 + 0.5 + 0.38685280723454163) / IDCG3, 0.5],  # 0.8854598815714874
+    # first hit at rank 1 (user 0) and rank 3 (user 1)
+    "mrr@1": [1.0, 0.0],
+    "mrr@3": [1.0, 1 / 3],
+    "mrr@10": [1.0, 1 / 3],
+    # user 0: precision@1 = 1, @3 = 2/3, @5 = 3/5 at its hits, over min(3, K); user 1: 1/3 over 1
+    "map@1": [1.0, 0.0],
+    "map@3": [(1 + 2 / 3) / 3, 1 / 3],
+    "map@10": [(1 + 2 / 3 + 3 / 5) / 3, 1 / 3],  # 34/45
 }
 
 
 def test_hand_computed_metrics():
     res = evaluate_ranking(table_fn(HAND_SCORES), 3, 6, HAND_TARGETS, HAND_EXCLUDE, ks=(1, 3, 10), batch_size=2)
     assert res.users.tolist() == [0, 1]
-    assert list(res.metrics) == [f"{m}@{k}" for m in ("recall", "ndcg", "precision", "hit") for k in (1, 3, 10)]
+    families = ("recall", "ndcg", "precision", "hit", "mrr", "map")
+    assert METRICS == families
+    assert list(res.metrics) == [f"{m}@{k}" for m in families for k in (1, 3, 10)]
     assert set(res.per_user) == set(HAND_PER_USER)
     for key, expected in HAND_PER_USER.items():
         np.testing.assert_allclose(res.per_user[key], expected, rtol=0, atol=1e-12, err_msg=key)
@@ -104,6 +117,8 @@ def test_hand_computed_metrics():
     assert res.metrics["recall@1"] == pytest.approx(1 / 6)
     assert res.metrics["ndcg@3"] == pytest.approx(0.6019590445170673)
     assert res.metrics["ndcg@10"] == pytest.approx(0.6927299407857437)
+    assert res.per_user["map@10"][0] == pytest.approx(34 / 45, abs=1e-12)
+    assert res.metrics["mrr@3"] == pytest.approx(2 / 3)
 
 
 def test_hand_example_top_k_items():

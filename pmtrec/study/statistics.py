@@ -13,7 +13,7 @@ from typing import Any, Iterable, Sequence
 
 import numpy as np
 import pandas as pd
-_FAMILY_ORDER = {"recall": 0, "ndcg": 1, "precision": 2, "hit": 3}
+_FAMILY_ORDER = {"recall": 0, "ndcg": 1, "precision": 2, "hit": 3, "mrr": 4, "map": 5}
 
 
 def baseline_models() -> tuple[str, ...]:
@@ -23,7 +23,7 @@ def baseline_models() -> tuple[str, ...]:
     return tuple(available("model"))
 
 
-_METRIC = re.compile(r"^(recall|ndcg|precision|hit)@(\d+)$")
+_METRIC = re.compile(r"^(recall|ndcg|precision|hit|mrr|map)@(\d+)$")
 
 
 # ------------------------------------------------------------------------------------ helpers
