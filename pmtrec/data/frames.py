@@ -28,6 +28,11 @@ class RawFrames:
     social:       columns ``user``, ``friend`` (directed or not; made undirected later).
     item_category: columns ``item``, ``category`` (one or more rows per item).
     coview:       columns ``item``, ``other`` (directed or not; made undirected later).
+
+    files: frame name -> the file whose data rows the frame holds, in file order (so that
+    preprocessing's errors name the file and its 1-based data row, not the dataset).
+    category_names: raw category id -> its name, for sources whose categories are ids with a
+    separate name list (Ciao, Epinions); the prepared ``category_map`` then holds the names.
     """
 
     name: str
@@ -35,6 +40,8 @@ class RawFrames:
     social: pd.DataFrame | None = None
     item_category: pd.DataFrame | None = None
     coview: pd.DataFrame | None = None
+    files: dict[str, str] = field(default_factory=dict)
+    category_names: dict[Any, str] | None = None
 
 
 @dataclass

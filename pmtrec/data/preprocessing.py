@@ -4,7 +4,9 @@ Rules (all vectorised; documented in docs/data_format.md):
 
 1. Validation. Ids must be present (no NaN/empty). Numeric id columns must hold
    non-negative integers. ``rating`` and ``timestamp`` must not be NaN. Any
-   violation is a DataError naming the frame, column, value and row.
+   violation is a DataError naming the frame, column, value and row; when the frame
+   came straight from a file (``RawFrames.files``) it names that file and the 1-based
+   data row, otherwise the dataset and the 0-based frame row.
 2. Duplicate (user, item) rows are merged, keeping the latest one: the row with the
    largest timestamp, or the last row in file order when there is no timestamp
    (ties on the timestamp also go to the later row). The count is in the stats.
@@ -82,13 +84,28 @@ def _first_row(mask: np.ndarray) -> int:
     return int(np.flatnonzero(mask)[0])
 
 
-def _canon_ids(columns: list[tuple[str, pd.Series]], dataset: str) -> list[np.ndarray]:
+class _Places:
+    """Where an error is: the frame's file and 1-based data row when it was read straight from
+    a file (``RawFrames.files``), else the dataset name and the 0-based frame row."""
+
+    def __init__(self, dataset: str, files: dict[str, str] | None = None):
+        self.dataset, self.files = dataset, dict(files or {})
+
+    def src(self, frame: str) -> str:
+        return str(self.files.get(frame.split(".")[0], self.dataset))
+
+    def row(self, frame: str, r: int) -> str:
+        return f"data row {r + 1}" if frame.split(".")[0] in self.files else f"row {r}"
+
+
+def _canon_ids(columns: list[tuple[str, pd.Series]], dataset: str | _Places) -> list[np.ndarray]:
     """One id namespace (e.g. users across interactions and social): int64 when every
     column is numeric (validated: integral, >= 0), otherwise str."""
+    at = dataset if isinstance(dataset, _Places) else _Places(dataset)
     for where, col in columns:
         na = col.isna().to_numpy()
         if na.any():
-            raise DataError(f"{dataset}: {where} has a missing id at row {_first_row(na)}")
+            raise DataError(f"{at.src(where)}: {where} has a missing id at {at.row(where, _first_row(na))}")
     numeric = all(_is_numeric(col) for _, col in columns)
     out = []
     for where, col in columns:
@@ -98,38 +115,45 @@ def _canon_ids(columns: list[tuple[str, pd.Series]], dataset: str) -> list[np.nd
                 bad = ~np.isfinite(values) | (values != np.floor(values))
                 if bad.any():
                     r = _first_row(bad)
-                    raise DataError(f"{dataset}: {where} has non-integer id {values[r].item()!r} at row {r}")
+                    raise DataError(f"{at.src(where)}: {where} has non-integer id {values[r].item()!r} "
+                                    f"at {at.row(where, r)}")
             if values.dtype.kind in "iuf":
                 neg = values < 0
                 if neg.any():
                     r = _first_row(neg)
-                    raise DataError(f"{dataset}: {where} has negative id {values[r].item()!r} at row {r}")
+                    raise DataError(f"{at.src(where)}: {where} has negative id {values[r].item()!r} "
+                                    f"at {at.row(where, r)}")
             out.append(values.astype(np.int64))
         else:
             out.append(col.astype(str).to_numpy(dtype=object))
     return out
 
 
-def _check_column(df: pd.DataFrame, col: str, dataset: str) -> np.ndarray:
-    try:
-        values = pd.to_numeric(df[col], errors="raise").to_numpy(dtype=np.float64)
-    except (ValueError, TypeError):
-        raise DataError(f"{dataset}: interactions.{col} is not numeric") from None
+def _check_column(df: pd.DataFrame, col: str, at: _Places) -> np.ndarray:
+    where = f"interactions.{col}"
+    num = pd.to_numeric(df[col], errors="coerce")
+    bad = (num.isna() & df[col].notna()).to_numpy()
+    if bad.any():
+        r = _first_row(bad)
+        raise DataError(f"{at.src(where)}: {where} is not numeric: {df[col].iloc[r]!r} at {at.row(where, r)}")
+    values = num.to_numpy(dtype=np.float64)
     na = np.isnan(values)
     if na.any():
         kind = "NaN rating" if col == "rating" else "missing timestamp"
-        raise DataError(f"{dataset}: interactions.{col} has {int(na.sum())} {kind}(s), first at row {_first_row(na)}")
+        raise DataError(f"{at.src(where)}: {where} has {int(na.sum())} {kind}(s), first at "
+                        f"{at.row(where, _first_row(na))}")
     return values
 
 
-def _require(df: pd.DataFrame | None, cols: tuple[str, ...], what: str, dataset: str) -> None:
+def _require(df: pd.DataFrame | None, cols: tuple[str, ...], what: str, at: _Places) -> None:
     if df is None:
         return
     if not isinstance(df, pd.DataFrame):
-        raise DataError(f"{dataset}: {what} must be a pandas DataFrame, got {type(df).__name__}")
+        raise DataError(f"{at.src(what)}: {what} must be a pandas DataFrame, got {type(df).__name__}")
     missing = [c for c in cols if c not in df.columns]
     if missing:
-        raise DataError(f"{dataset}: {what} lacks column(s) {', '.join(missing)} (has {', '.join(map(str, df.columns))})")
+        raise DataError(f"{at.src(what)}: {what} lacks column(s) {', '.join(missing)} "
+                        f"(has {', '.join(map(str, df.columns))})")
 
 
 # ----------------------------------------------------------------------------- helpers
@@ -220,17 +244,32 @@ def kcore(u: np.ndarray, i: np.ndarray, user_core: int, item_core: int) -> tuple
     return mask, rounds
 
 
+def _category_names(cats: pd.Index, names: dict[Any, str] | None) -> np.ndarray:
+    """The category_map labels: the source's name of each raw category where it gives one
+    (ids keep their order: the names only label them), else the raw value as a string."""
+    labels = pd.Series(cats.astype(str), index=cats)
+    if names:
+        named = pd.Series(names, dtype=object)
+        if cats.dtype.kind in "iu":  # raw ids are int64 here; the name list may key them as ints or strs
+            named.index = pd.to_numeric(named.index.astype(str), errors="coerce")
+        hit = named.reindex(cats)
+        labels = hit.where(hit.notna(), labels).astype(str)
+    return labels.to_numpy(dtype=object)
+
+
 # ----------------------------------------------------------------------------- main
 def preprocess(raw: RawFrames, pcfg: dict[str, Any]) -> Prepared:
     opts = _options(pcfg)
     name = str(raw.name)
+    at = _Places(name, raw.files)
+    src = at.src("interactions")  # errors about the interactions as a whole name their file
     inter = raw.interactions
-    _require(inter, ("user", "item"), "interactions", name)
-    _require(raw.social, ("user", "friend"), "social", name)
-    _require(raw.item_category, ("item", "category"), "item_category", name)
-    _require(raw.coview, ("item", "other"), "coview", name)
+    _require(inter, ("user", "item"), "interactions", at)
+    _require(raw.social, ("user", "friend"), "social", at)
+    _require(raw.item_category, ("item", "category"), "item_category", at)
+    _require(raw.coview, ("item", "other"), "coview", at)
     if inter is None or len(inter) == 0:
-        raise DataError(f"{name}: interactions are empty")
+        raise DataError(f"{src}: interactions are empty")
 
     social, icat, coview = raw.social, raw.item_category, raw.coview
     user_cols = [("interactions.user", inter["user"])]
@@ -241,14 +280,14 @@ def preprocess(raw: RawFrames, pcfg: dict[str, Any]) -> Prepared:
         item_cols += [("item_category.item", icat["item"])]
     if coview is not None:
         item_cols += [("coview.item", coview["item"]), ("coview.other", coview["other"])]
-    users_all = _canon_ids(user_cols, name)
-    items_all = _canon_ids(item_cols, name)
-    rating = _check_column(inter, "rating", name) if "rating" in inter.columns else None
-    ts = _check_column(inter, "timestamp", name) if "timestamp" in inter.columns else None
+    users_all = _canon_ids(user_cols, at)
+    items_all = _canon_ids(item_cols, at)
+    rating = _check_column(inter, "rating", at) if "rating" in inter.columns else None
+    ts = _check_column(inter, "timestamp", at) if "timestamp" in inter.columns else None
     if opts["split"] == "temporal" and ts is None:
-        raise DataError(f"{name}: preprocess.split=temporal needs a timestamp column; interactions have none")
+        raise DataError(f"{src}: preprocess.split=temporal needs a timestamp column; interactions have none")
     if opts["implicit_threshold"] is not None and rating is None:
-        raise DataError(f"{name}: preprocess.implicit_threshold={opts['implicit_threshold']} needs a rating "
+        raise DataError(f"{src}: preprocess.implicit_threshold={opts['implicit_threshold']} needs a rating "
                         "column; interactions have none")
 
     ucode, uuniq = pd.factorize(users_all[0], sort=True)
@@ -272,7 +311,7 @@ def preprocess(raw: RawFrames, pcfg: dict[str, Any]) -> Prepared:
     if opts["implicit_threshold"] is not None:
         rows = rows[rating[rows] >= opts["implicit_threshold"]]
         if len(rows) == 0:
-            raise DataError(f"{name}: no interactions with rating >= implicit_threshold="
+            raise DataError(f"{src}: no interactions with rating >= implicit_threshold="
                             f"{opts['implicit_threshold']} (empty after filtering)")
     n_implicit = len(rows)
 
@@ -280,7 +319,7 @@ def preprocess(raw: RawFrames, pcfg: dict[str, Any]) -> Prepared:
     mask, rounds = kcore(ucode[rows], icode[rows], opts["user_core"], opts["item_core"])
     rows = rows[mask]
     if len(rows) == 0:
-        raise DataError(f"{name}: empty after filtering (user_core={opts['user_core']}, "
+        raise DataError(f"{src}: empty after filtering (user_core={opts['user_core']}, "
                         f"item_core={opts['item_core']}, {n_implicit} interactions before k-core)")
 
     # 5. contiguous ids in sorted raw order
@@ -322,12 +361,12 @@ def preprocess(raw: RawFrames, pcfg: dict[str, Any]) -> Prepared:
         it = _map(items_all[1], iindex, new_i)
         keep = it >= 0
         if keep.any():
-            cats = _canon_ids([("item_category.category", icat["category"])], name)[0][keep]
+            cats = _canon_ids([("item_category.category", icat["category"])], at)[0][keep]
             ccode, cuniq = pd.factorize(cats, sort=True)
             n_categories = len(cuniq)
             key = _sorted_unique(it[keep] * n_categories + ccode.astype(np.int64))
             icat_arr = np.stack([key // n_categories, key % n_categories], axis=1).astype(np.int64)
-            category_raw = pd.Index(cuniq).astype(str).to_numpy(dtype=object)
+            category_raw = _category_names(pd.Index(cuniq), raw.category_names)
 
     # 7. split
     labels = split_labels(u, n_users, opts["ratios"], opts["seed"],

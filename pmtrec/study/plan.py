@@ -114,12 +114,12 @@ class Study(StudyChecks):
         info = source_info(run["dataset"]["source"])
         section = run["dataset"].get(info.name) or {}
         tasks = run.get("tasks") or {}
-        given = {"social": "social", "category": "item_category", "coview": "coview"}
         names = ["rec"]
         for relation in ("social", "category", "coview"):
             if relation not in info.relations or tasks.get(relation) is False:
                 continue
-            if info.path_keys and given[relation] in info.path_keys and not section.get(given[relation]):
+            key = info.relation_key(relation)
+            if key and not section.get(key):
                 continue  # a file-based source without that file
             names.append(relation)
         return tuple(names)
@@ -252,8 +252,9 @@ class Study(StudyChecks):
             source = run["dataset"]["source"]
             if "category" not in source_info(source).relations:
                 continue
-            if source == "custom" and not ((run["dataset"].get("custom") or {}).get("item_category")):
-                continue
+            key = source_info(source).relation_key("category")
+            if key and not ((run["dataset"].get(source) or {}).get(key)):
+                continue  # a file-based source without its category file
             if (run.get("tasks") or {}).get("category") is False:
                 continue
             out.append(d)

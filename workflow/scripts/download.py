@@ -25,11 +25,11 @@ try:
         from pmtrec.data.sources import amazon
 
         paths = amazon.source_paths(cfg)
-    elif source == "custom":
-        paths = {key: fetch.resolve_path_or_url(cfg, source, str(value), key)
-                 for key, value in section.items() if key != "name" and value}
-    else:
-        paths = {}
+    else:  # sources whose files are config keys (custom, recbole, plugins): each key set, path or URL
+        from pmtrec.data.sources import source_info
+
+        paths = {key: fetch.resolve_path_or_url(cfg, source, str(section[key]), key)
+                 for key in source_info(source).path_keys if section.get(key)}
 except PmtrecError as exc:
     name = sm.wildcards.dataset
     print(f"pmtrec: error: {exc} [workflow config: the `mirror` key, or datasets.{name}.run.dataset.<source> "

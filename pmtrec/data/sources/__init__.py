@@ -33,6 +33,11 @@ class SourceInfo:
     path_keys: tuple[str, ...] = ()      # dataset.<name> keys naming local files or URLs (workflow inputs)
     required_keys: tuple[str, ...] = ()  # dataset.<name> keys that must be set
     relations: tuple[str, ...] = ()      # auxiliary relations it can give: social, category, coview
+    # relation -> the path key whose file gives it (a relation without its file set is absent)
+    relation_keys: tuple[tuple[str, str], ...] = ()
+
+    def relation_key(self, relation: str) -> str | None:
+        return dict(self.relation_keys).get(relation)
 
 
 SOURCE_INFO: dict[str, SourceInfo] = {}
@@ -40,8 +45,13 @@ SOURCE_INFO: dict[str, SourceInfo] = {}
 
 def register(name: str, *, raw_files: bool = False, path_keys: tuple[str, ...] = (),
              required_keys: tuple[str, ...] = (), relations: tuple[str, ...] = (),
-             options: dict[str, Any] | None = None) -> Callable[[Loader], Loader]:
+             options: dict[str, Any] | None = None, relation_keys: dict[str, str] | None = None
+             ) -> Callable[[Loader], Loader]:
     """Function decorator: ``@register("name", raw_files=True, relations=("social",))``.
+
+    ``relation_keys``: relation -> the path key of the file that gives it, for a source whose
+    relations come from optional files (``{"social": "net"}``): the relation is absent when
+    that key is not set.
 
     ``options``: the defaults of the source's own config section ``dataset.<name>`` (a plugin
     source; the built-in ones have theirs in pmtrec/defaults.yaml).
@@ -54,7 +64,8 @@ def register(name: str, *, raw_files: bool = False, path_keys: tuple[str, ...] =
             from pmtrec.plugins import SOURCE_OPTIONS
 
             SOURCE_OPTIONS[name] = dict(options)
-        SOURCE_INFO[name] = SourceInfo(name, raw_files, tuple(path_keys), tuple(required_keys), tuple(relations))
+        SOURCE_INFO[name] = SourceInfo(name, raw_files, tuple(path_keys), tuple(required_keys), tuple(relations),
+                                       tuple((relation_keys or {}).items()))
         return fn
 
     return wrap

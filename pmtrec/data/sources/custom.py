@@ -9,7 +9,9 @@
 The separator follows the extension: ``.csv`` -> comma, ``.tsv``/``.tab`` -> tab (also
 with a ``.gz``/``.bz2``/``.xz``/``.zip`` suffix). Ids are read as strings (so
 ``007`` and ``7`` are different users). ``timestamp`` may be numeric (any unit)
-or a date/time string (converted to Unix seconds).
+or a date/time string (converted to Unix seconds). Errors name the file and the 1-based
+data row (the header is not a data row); a comma-separated file named ``.tsv`` is refused
+with a hint to rename it.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ import pandas as pd
 from pmtrec.data.fetch import resolve_path_or_url
 from pmtrec.data.frames import RawFrames
 from pmtrec.data.sources import register
+from pmtrec.data.sources.text import parse_timestamps
 from pmtrec.errors import DataError
 
 SPECS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
@@ -45,6 +48,18 @@ def separator(path: Path) -> str:
     raise DataError(f"{path}: unknown extension (use .csv or .tsv, optionally compressed)")
 
 
+def _as_csv_name(path: Path) -> str:
+    """``x.tsv.gz`` -> ``x.csv.gz``: the name under which a comma-separated file is read as one."""
+    name = path.name
+    suffix = next((s for s in _COMPRESSION if name.lower().endswith(s)), "")
+    stem = name[:len(name) - len(suffix)]
+    return stem[:stem.rfind(".")] + ".csv" + suffix
+
+
+def _data_row(r: int) -> str:
+    return f"data row {r + 1}"
+
+
 def read_table(path: Path, kind: str) -> pd.DataFrame:
     required, optional = SPECS[kind]
     sep = separator(path)
@@ -53,16 +68,22 @@ def read_table(path: Path, kind: str) -> pd.DataFrame:
         df = pd.read_csv(path, sep=sep, dtype=id_cols, keep_default_na=True, skipinitialspace=True)
     except FileNotFoundError:
         raise DataError(f"{path}: file not found") from None
-    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError, ValueError, OSError) as exc:
+    except pd.errors.EmptyDataError:
+        raise DataError(f"{path}: file is empty (expected a header row: {_spec(kind)})") from None
+    except (pd.errors.ParserError, UnicodeDecodeError, ValueError, OSError) as exc:
         msg = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         raise DataError(f"{path}: cannot parse as {'CSV' if sep == ',' else 'TSV'} ({msg})") from None
     df.columns = [str(c).strip() for c in df.columns]
+    if sep == "\t" and len(df.columns) == 1 and "," in df.columns[0]:  # one "column" a,b,c: it is a CSV
+        raise DataError(f"{path}: the header {df.columns[0]!r} is comma-separated but the name says tab-separated; "
+                        f"rename the file to {_as_csv_name(path)}")
     allowed = required + optional
     missing = [c for c in required if c not in df.columns]
     unknown = [c for c in df.columns if c not in allowed]
     if missing or unknown or len(set(df.columns)) != len(df.columns):
-        spec = ",".join(required) + "".join(f"[,{c}]" for c in optional)
-        raise DataError(f"{path}: {kind} columns must be {spec}; found {','.join(df.columns)}")
+        raise DataError(f"{path}: {kind} columns must be {_spec(kind)}; found {','.join(df.columns)}")
+    if kind == "interactions" and len(df) == 0:
+        raise DataError(f"{path}: no data rows (only the header)")
     for col in df.columns:
         if col in id_cols:
             values = df[col]
@@ -79,31 +100,24 @@ def read_table(path: Path, kind: str) -> pd.DataFrame:
             raise DataError(f"{path}: non-numeric rating {df['rating'].iloc[row]!r} at data row {row + 1}")
         df["rating"] = rating.astype("float64")
     if "timestamp" in df.columns:
-        df["timestamp"] = _timestamps(df["timestamp"], path)
+        df["timestamp"] = parse_timestamps(df["timestamp"], path, _data_row)
     return df[[c for c in allowed if c in df.columns]].reset_index(drop=True)
 
 
-def _timestamps(col: pd.Series, path: Path) -> pd.Series:
-    if col.isna().any():
-        row = int(np.flatnonzero(col.isna().to_numpy())[0])
-        raise DataError(f"{path}: missing timestamp at data row {row + 1}")
-    num = pd.to_numeric(col, errors="coerce")
-    if not num.isna().any():
-        return num.astype("float64") if (num != np.floor(num)).any() else num.astype("int64")
-    try:
-        dt = pd.to_datetime(col.astype(str), utc=True, format="mixed")
-    except (ValueError, TypeError) as exc:
-        raise DataError(f"{path}: timestamp column is neither numeric nor a date ({exc})") from None
-    return pd.Series((dt - pd.Timestamp(0, tz="UTC")) // pd.Timedelta(seconds=1), index=col.index).astype("int64")
+def _spec(kind: str) -> str:
+    required, optional = SPECS[kind]
+    return ",".join(required) + "".join(f"[,{c}]" for c in optional)
 
 
 @register("custom", raw_files=True, path_keys=("interactions", "social", "item_category", "coview"),
-          required_keys=("interactions",), relations=("social", "category", "coview"))
+          required_keys=("interactions",), relations=("social", "category", "coview"),
+          relation_keys={"social": "social", "category": "item_category", "coview": "coview"})
 def load(cfg: dict[str, Any]) -> RawFrames:
     ccfg = cfg.get("dataset", {}).get("custom") or {}
     if not ccfg.get("interactions"):
         raise DataError("dataset.custom.interactions is not set (path to a CSV/TSV with user,item columns)")
     frames: dict[str, pd.DataFrame | None] = {}
+    files: dict[str, str] = {}
     for kind in SPECS:
         value = ccfg.get(kind)
         if not value:
@@ -111,6 +125,7 @@ def load(cfg: dict[str, Any]) -> RawFrames:
             continue
         path = resolve_path_or_url(cfg, "custom", str(value), kind)
         frames[kind] = read_table(path, kind)
+        files[kind] = str(path)  # read_table keeps the file's row order: errors can name its rows
     name = ccfg.get("name") or Path(str(ccfg["interactions"])).name.split(".")[0]
     return RawFrames(name=str(name), interactions=frames["interactions"], social=frames["social"],
-                     item_category=frames["item_category"], coview=frames["coview"])
+                     item_category=frames["item_category"], coview=frames["coview"], files=files)

@@ -6,7 +6,10 @@
 Ids are 1-based integers and kept as raw ids. These files carry no timestamps.
 
 Each item gets one category: the most frequent category among its rating rows
-(ties -> the smallest category id).
+(ties -> the smallest category id). ``category.txt`` (lines ``<id> <name>``, CRLF, latin-1)
+names the categories: the ids stay the raw ids (their numeric order gives the prepared ids),
+and the names become the prepared ``category_map``'s labels; an id the file does not name is
+labelled ``#<id>``.
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ from pmtrec.errors import DataError
 
 RATING_FILE = "rating.mat"
 TRUST_FILE = "trustnetwork.mat"
+CATEGORY_FILE = "category.txt"
 
 
 def read_mat_matrix(path: str | Path, variable: str, min_cols: int) -> np.ndarray:
@@ -80,6 +84,32 @@ def item_majority_category(items: np.ndarray, cats: np.ndarray) -> pd.DataFrame:
     return counts.drop_duplicates("item", keep="first")[["item", "category"]].reset_index(drop=True)
 
 
+def read_category_names(path: str | Path) -> dict[int, str]:
+    """Category id -> name from ``category.txt`` (one ``<id> <name>`` per line)."""
+    path = Path(path)
+    try:  # one whole line per row ("\x01" never occurs): the split is the regex below
+        lines = pd.read_csv(path, sep="\x01", header=None, names=["line"], dtype=str, encoding="latin-1",
+                            keep_default_na=False, quoting=3, skip_blank_lines=False)["line"]
+    except FileNotFoundError:
+        raise DataError(f"{path}: file not found") from None
+    except pd.errors.EmptyDataError:
+        raise DataError(f"{path}: file is empty") from None
+    except (pd.errors.ParserError, ValueError, OSError) as exc:
+        msg = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise DataError(f"{path}: cannot read ({msg})") from None
+    lines = lines.str.strip()
+    lines = lines[lines != ""]
+    parts = lines.str.extract(r"^(\d+)\s+(\S.*)$")
+    bad = parts[0].isna().to_numpy()
+    if bad.any():
+        r = int(np.flatnonzero(bad)[0])
+        raise DataError(f"{path}: line {lines.index[r] + 1} must be '<id> <name>', got {lines.iloc[r]!r}")
+    ids = parts[0].astype("int64")
+    if ids.duplicated().any():
+        raise DataError(f"{path}: category id {int(ids[ids.duplicated()].iloc[0])} is listed twice")
+    return dict(zip(ids.tolist(), parts[1].tolist()))
+
+
 def load_tang(cfg: dict[str, Any], source: str) -> RawFrames:
     paths = resolve_files(cfg, source)
     rating_path = paths.get(RATING_FILE)
@@ -95,5 +125,10 @@ def load_tang(cfg: dict[str, Any], source: str) -> RawFrames:
         tmat = read_mat_matrix(trust_path, "trustnetwork", 2)
         tcols = _columns(tmat[:, :2], trust_path, "trustnetwork", ["user", "friend"])
         social = pd.DataFrame(tcols)
+    names = None
+    if paths.get(CATEGORY_FILE) is not None:
+        names = read_category_names(paths[CATEGORY_FILE])
+        unnamed = np.setdiff1d(item_category["category"].unique(), np.fromiter(names, dtype=np.int64))
+        names.update({int(c): f"#{int(c)}" for c in unnamed})
     return RawFrames(name=source, interactions=interactions, social=social,
-                     item_category=item_category, coview=None)
+                     item_category=item_category, coview=None, category_names=names)
