@@ -13,11 +13,14 @@ reports. Each task's own parameters (e.g. category embeddings) keep their task's
 from __future__ import annotations
 
 import functools
+import importlib
 from typing import Any, Sequence
 
 import numpy as np
 import torch
 from torch import nn
+
+from pmtrec.errors import ConfigError
 from pmtrec.methods.base import GradientMethod, StepContext, StepOutput
 from pmtrec.methods.registry import register
 
@@ -28,6 +31,24 @@ def _jd():
     from torchjd import aggregation
 
     return aggregation
+
+
+def require_solvers(method: str, modules: Sequence[str]) -> None:
+    """cvxpy and its solvers are the optional extra `solvers`: a method that needs them says so in
+    one line when it is built (a run's start, the workflow's parse-time check), not mid-run."""
+    for name in modules:
+        try:
+            importlib.import_module(name)
+        except ImportError:
+            raise ConfigError(f"method {method} needs the optional solver stack: pip install 'pmtrec[solvers]' "
+                              f"({name} is not installed)") from None
+
+
+# torchjd private names used here, with no public equivalent in 0.18: GradVacWeighting's EMA targets
+# (``_phi_t``, ``_state_key``: checkpointed as our buffer ``phi``) and the Nash-MTL weighting class
+# (``_nash_mtl._NashMTLWeighting``: its solver loop, restated in DPP form). pyproject pins torchjd
+# to 0.18.x; tests/test_packaging.py checks these names exist and behave as used here.
+TORCHJD_PRIVATE = ("GradVacWeighting._phi_t", "GradVacWeighting._state_key", "_nash_mtl._NashMTLWeighting")
 
 
 def _hold(module: nn.Module, name: str, obj: Any) -> None:
@@ -174,6 +195,7 @@ class CAGrad(_GramianMethod):
 
     def __init__(self, task_names: Sequence[str], c: float = 0.4, rescale: bool = True) -> None:
         super().__init__(task_names)
+        require_solvers(self.name, ("cvxpy", "clarabel"))
         _hold(self, "_jd", _jd().CAGradWeighting(c=c))
         self.c, self.rescale = float(c), bool(rescale)
 
@@ -328,6 +350,7 @@ class NashMTL(GradientMethod):
     def __init__(self, task_names: Sequence[str], max_norm: float = 1.0, update_weights_every: int = 1,
                  optim_niter: int = 20) -> None:
         super().__init__(task_names)
+        require_solvers(self.name, ("cvxpy", "ecos"))
         _hold(self, "_jd", _nash_weighting_class()(n_tasks=self.n_tasks, max_norm=max_norm,
                                              update_weights_every=update_weights_every, optim_niter=optim_niter))
 

@@ -1,8 +1,8 @@
 # Stage 2: prepare. Raw files -> the canonical prepared dataset (k-core filtering, split,
 # statistics in stats.json / stats.csv), written atomically by `pmtrec prepare`.
 
-# The mirror is passed outside `params` (see download.smk): moving it reruns nothing.
-MIRROR_ARG = f"--set dataset.mirror={shlex.quote(config['mirror'])}" if config["mirror"] else ""
+# No mirror here: every raw file is read through the download step's manifest (located and
+# checksummed there), so moving the mirror reruns nothing.
 
 
 rule prepare:
@@ -27,4 +27,4 @@ rule prepare:
     conda:
         "../envs/pmtrec.yaml"
     shell:
-        "pmtrec prepare {params.sets} {MIRROR_ARG} {params.manifest} --out {output} > {log} 2>&1"
+        "pmtrec prepare {params.sets} {params.manifest} --out {output} > {log} 2>&1"

@@ -80,12 +80,10 @@ use rule train as tune with:
         method=lambda wc: wc.method,
         seed=STUDY.tune_seed,
         config="",
-        sets=lambda wc: STUDY.train_params(wc.dataset, wc.method, STUDY.points[wc.method][wc.point],
-                                           use_selected=False)["sets"],
+        sets=lambda wc: tune_params(wc)["sets"],
         labels=lambda wc: STUDY.labels("tune", wc.dataset, wc.method, point=wc.point),
         embeddings="",
-        checkpoint=lambda wc: checkpoint_path("tune", f"{wc.dataset}/{wc.method}/{wc.point}-" + STUDY.train_params(
-            wc.dataset, wc.method, STUDY.points[wc.method][wc.point], use_selected=False)["tag"]),
+        checkpoint=lambda wc: checkpoint_path("tune", f"{wc.dataset}/{wc.method}/{wc.point}-{tune_params(wc)['tag']}"),
 
 
 rule select_setting:
