@@ -296,9 +296,29 @@ def bench_optim(cfg: dict, data, n_steps: int, pads: tuple[int, ...] = (1, 4, 16
     return rows
 
 
+def bench_startup(repeats: int = 3) -> list[dict]:
+    """Wall time of fresh processes (best of ``repeats``): `import pmtrec` and `pmtrec --help`
+    (target 1 s each), and a 1-epoch `pmtrec train` on synthetic tiny, whose training is
+    milliseconds, so its wall time is a job's start-up (imports, torch's first optimizer)."""
+    cases = {"import pmtrec": ([sys.executable, "-c", "import pmtrec"], 1.0),
+             "pmtrec --help": ([sys.executable, "-m", "pmtrec", "--help"], 1.0),
+             "train 1 epoch (tiny)": ([sys.executable, "-m", "pmtrec", "train", "--set", "dataset.synthetic.size=tiny",
+                                       "--epochs", "1", "--threads", "1", "-q"], None)}
+    rows = []
+    for item, (cmd, target) in cases.items():
+        best = math.inf
+        for _ in range(repeats):
+            t0 = time.perf_counter()
+            subprocess.run(cmd, check=True, capture_output=True, cwd=ROOT)
+            best = min(best, time.perf_counter() - t0)
+        rows.append({"section": "startup", "dataset": "", "item": item, "value": best, "unit": "s",
+                     "seconds": best, "target": target})
+    return rows
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__.splitlines()[0])
-    p.add_argument("--only", default="step,eval,scale,prepare,optim", help="comma-separated sections")
+    p.add_argument("--only", default="startup,step,eval,scale,prepare,optim", help="comma-separated sections")
     p.add_argument("--methods", default=None, help="comma-separated methods for the step section (default: all)")
     p.add_argument("--quick", action="store_true", help="small sizes and few steps (checks the suite)")
     p.add_argument("--steps", type=int, default=20, help="timed steps per method")
@@ -335,6 +355,8 @@ def main(argv: list[str] | None = None) -> int:
             datasets["ciao"] = (ciao, _data(ciao))
     rows: list[dict] = []
     print(f"pmtrec benchmarks on {hardware()}", flush=True)
+    if "startup" in sections:
+        rows += bench_startup(1 if args.quick else 3)
     if "step" in sections:
         rows += bench_step(datasets, methods, steps)
     if "eval" in sections:

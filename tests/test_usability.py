@@ -145,18 +145,20 @@ def test_a_start_banner_says_what_runs(tmp_path):
 
 
 def test_a_run_of_ew_imports_neither_torchjd_nor_cvxpy(tmp_path):
-    """Start-up: only the methods that use torchjd (and Nash-MTL's cvxpy) import them."""
+    """Start-up: only the methods that use torchjd (and Nash-MTL's cvxpy) import them; no run
+    imports the report stack."""
     import subprocess
     import sys
 
     code = ("import sys; from pmtrec.cli import main; "
             "rc = main(['train', '--set', 'dataset.synthetic.size=tiny', '--epochs', '1', '-q']); "
-            "print(rc, 'torchjd' in sys.modules, 'cvxpy' in sys.modules)")
+            "print(rc, 'torchjd' in sys.modules, 'cvxpy' in sys.modules, "
+            "any(m in sys.modules for m in ('matplotlib', 'papermill', 'seaborn', 'snakemake')))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, cwd=tmp_path)
-    assert out.stdout.split()[-3:] == ["0", "False", "False"], out.stderr[-2000:]
+    assert out.stdout.split()[-4:] == ["0", "False", "False", "False"], out.stderr[-2000:]  # nor the report stack
     code = code.replace("'-q']", "'-q', '--method', 'pcgrad']")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, cwd=tmp_path)
-    assert out.stdout.split()[-3:-1] == ["0", "True"], out.stderr[-2000:]
+    assert out.stdout.split()[-4:-2] == ["0", "True"], out.stderr[-2000:]
 
 
 # ---- logging: levels, --log-file ----------------------------------------------------------------
