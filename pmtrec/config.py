@@ -242,7 +242,7 @@ RUN_CONFIG_TYPES = {
     "model.dim": _int(1), "model.init_std": _num(),
     "train.method": _str(), "train.epochs": _int(0), "train.batch_size": _int(1),
     "train.aux_batch_size": _int(1, null=True), "train.lr": _num(), "train.l2": _num(),
-    "train.optimizer": _choice("lazy_adam", "adam"), "train.patience": _int(1), "train.seed": _int(), "train.device": _str(),
+    "train.optimizer": _choice("lazy_adam", "adam"), "train.patience": _int(1), "train.eval_every": _int(1), "train.seed": _int(), "train.device": _str(),
     "train.threads": _int(1, null=True), "train.progress": _bool, "train.on_nonfinite": _choice("stop", "skip"),
     "eval.ks": _ks, "eval.batch_size": _int(1), "eval.groups": _int(1),
 }

@@ -84,6 +84,7 @@ class Trainer(NonFiniteChecks, Checkpointing):
         self.aux_batch_size = int(tcfg.get("aux_batch_size") or self.batch_size)
         self.l2 = float(tcfg["l2"])
         self.epochs = int(tcfg["epochs"])
+        self.eval_every = int(tcfg.get("eval_every", 1))
         self.sparse = tcfg["optimizer"] == "lazy_adam"
         self._check_step_memory(int(cfg["model"]["dim"]))
         self._build_optimizers(float(tcfg["lr"]))
@@ -249,7 +250,8 @@ class Trainer(NonFiniteChecks, Checkpointing):
         params = ", ".join(f"{k}={v}" for k, v in sorted((tcfg.get("method_params") or {}).items()))
         return (f"{self.method.name}" + (f" ({params})" if params else "") + f" on {d.name}: {d.n_users:,} users, "
                 f"{d.n_items:,} items, {len(d.train):,} training interactions; tasks {', '.join(self.task_names)}\n"
-                f"{describe_device(self.device)}; up to {self.epochs} epochs (patience {tcfg['patience']}), batch "
+                f"{describe_device(self.device)}; up to {self.epochs} epochs (patience {tcfg['patience']}"
+                + (f" evaluations, validated every {self.eval_every} epochs" if self.eval_every > 1 else "") + "), batch "
                 f"{self.batch_size}, lr {tcfg['lr']}, l2 {tcfg['l2']}, seed {tcfg['seed']}")
 
     def evaluate(self, split: str) -> ev.EvalResult:
@@ -281,17 +283,22 @@ class Trainer(NonFiniteChecks, Checkpointing):
                                 f"method '{self.method.name}' (train.on_nonfinite=skip); no result written")
         return log, time.perf_counter() - t0
 
-    def run_epoch(self) -> dict:
+    def run_epoch(self, validate: bool = True) -> dict:
+        """One epoch, then (``validate``) the validation metrics; an epoch not validated has ``valid: {}``."""
         log, train_time = self.train_epoch()
         mean_losses = log.loss_sum / max(log.steps, 1)
         if not bool(torch.isfinite(mean_losses).all()):
             raise TrainingError(f"non-finite loss with method '{self.method.name}' in epoch {self.epoch + 1}")
         self.method.end_epoch(self.epoch, mean_losses.float())
         t1 = time.perf_counter()
-        valid = self.evaluate("valid")
-        return {"epoch": self.epoch + 1, "train_time_s": train_time, "eval_time_s": time.perf_counter() - t1,
-                "valid": valid.metrics, **log.summary(self.task_names),
+        valid = self.evaluate("valid").metrics if validate else {}
+        return {"epoch": self.epoch + 1, "train_time_s": train_time,
+                "eval_time_s": time.perf_counter() - t1 if validate else 0.0, "valid": valid, **log.summary(self.task_names),
                 "skipped_batches": self._epoch_skipped}
+
+    def validates(self, epoch: int) -> bool:
+        """Whether epoch ``epoch`` (1-based) is validated: every ``train.eval_every``-th and the last."""
+        return epoch % self.eval_every == 0 or epoch == self.epochs
 
     def fit(self, checkpoint: str | Path | None = None, log=None, notice=None) -> dict:
         """Train with early stopping; return the result dictionary (see :func:`result_record`).
@@ -315,20 +322,23 @@ class Trainer(NonFiniteChecks, Checkpointing):
                 self.load_checkpoint(checkpoint)
                 notice(f"resumed from {checkpoint} at epoch {self.epoch}")
         log(self.banner())
-        patience = int(self.cfg["train"]["patience"])
+        patience = int(self.cfg["train"]["patience"])  # in evaluations ("bad_epochs" counts those)
         while self.epoch < self.epochs and self.best["bad_epochs"] < patience:
-            entry = self.run_epoch()
+            entry = self.run_epoch(validate=self.validates(self.epoch + 1))
             self.epoch += 1
-            score = entry["valid"][EARLY_STOP_METRIC]
-            if score > self.best["score"]:
-                self.best.update(epoch=self.epoch, score=score, bad_epochs=0, state=self._model_state())
-            else:
-                self.best["bad_epochs"] += 1
             self.history.append(entry)
             losses = " ".join(f"{k}={v:.4f}" for k, v in entry["loss"].items())
-            log(f"epoch {self.epoch:3d} | {losses} | valid {EARLY_STOP_METRIC}={score:.4f} "
-                f"recall@20={entry['valid']['recall@20']:.4f} | {entry['train_time_s']:.2f}s"
-                + (" *" if self.best["epoch"] == self.epoch else ""))
+            if not entry["valid"]:
+                log(f"epoch {self.epoch:3d} | {losses} | {entry['train_time_s']:.2f}s")
+            else:
+                score = entry["valid"][EARLY_STOP_METRIC]
+                if score > self.best["score"]:
+                    self.best.update(epoch=self.epoch, score=score, bad_epochs=0, state=self._model_state())
+                else:
+                    self.best["bad_epochs"] += 1
+                log(f"epoch {self.epoch:3d} | {losses} | valid {EARLY_STOP_METRIC}={score:.4f} "
+                    f"recall@20={entry['valid']['recall@20']:.4f} | {entry['train_time_s']:.2f}s"
+                    + (" *" if self.best["epoch"] == self.epoch else ""))
             if checkpoint is not None:
                 self.save_checkpoint(checkpoint)
         stopped_by = "patience" if self.best["bad_epochs"] >= patience else "cap"
