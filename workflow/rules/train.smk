@@ -6,8 +6,8 @@
 #                   the test metrics of the study come only from these runs.
 #
 # Each job: `pmtrec train --device auto` (CUDA when there is a GPU, else the CPU), wrapped by
-# pmtrec.gpu_slots, which pins the job to one free GPU on a multi-GPU workstation (and does
-# nothing without GPUs or under SLURM). A checkpoint is written every epoch so that a retried
+# pmtrec.gpu_slots, which pins the job to a free slot of the least-loaded GPU on a workstation
+# (PMTREC_JOBS_PER_GPU slots per GPU, default 1; nothing without GPUs or under SLURM). A checkpoint is written every epoch so that a retried
 # job (preempted or timed out) resumes; it is deleted when the job succeeds. Main runs also save
 # their best-epoch embedding tables beside the result (for rules probe and embedding_map); a
 # baseline model has none (rule train_without_embeddings), and tuning, ablation and sensitivity runs keep none.
