@@ -209,7 +209,7 @@ def tiny_cfg(method: str) -> dict:
     return tiny_config("train.lr=0.01", f"train.method={method}")
 
 
-@pytest.mark.parametrize("method", sorted(METHODS) + ["pmtrec-no-focus"])
+@pytest.mark.parametrize("method", sorted(METHODS) + ["pmtrec-no-focus", "pmtrec-shuffled"])
 def test_every_method_resumes_exactly(method, tiny_data, tmp_path, monkeypatch):
     quiet = lambda *_: None  # noqa: E731
     full = Trainer(tiny_cfg(method), tiny_data).fit(log=quiet)

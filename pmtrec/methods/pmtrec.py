@@ -32,6 +32,11 @@ x's combination. One step, in this exact order (all vectorised over rows and tas
    which uniform weights are EW): ``pmtrec-none`` gives exactly EW's row gradient
    ``sum_k g[x,k]``.
 
+With ``shuffle_rows`` (the ``pmtrec-shuffled`` control, :mod:`pmtrec.methods.controls`) the
+weight vectors of step 1 are permuted across the rows the main task touches, within each table
+and among rows with the same set of tasks, before step 2; gradients, directions and magnitudes
+stay with their rows.
+
 "Touching" means: touched by the task's batch and ``n[x,k] > eps`` (a zero gradient has no direction).
 A row touched by the main task alone gets exactly ``g[x,0]`` in every variant. Task-specific
 parameters (category embeddings) get their own task's gradient unchanged. See docs/method.md.
@@ -83,7 +88,7 @@ class PMTRec(GradientMethod):
                  focus: bool = True, align: bool = True, progressive: bool = True, focus_max: float = 0.5,
                  focus_warmup: float = 10, focus_schedule: str = "linear", weight_sign: int = 1,
                  norm_by_batch_mean: bool = False, magnitude: str = "norms", focus_rows: str = "all",
-                 eps: float = 1e-12) -> None:
+                 eps: float = 1e-12, shuffle_rows: bool = False) -> None:
         super().__init__(task_names)
         if not (isinstance(tau, (int, float)) and tau > 0):
             raise ValueError(f"tau must be a positive number, got {tau!r}")
@@ -109,6 +114,7 @@ class PMTRec(GradientMethod):
         self.norm_by_batch_mean = bool(norm_by_batch_mean)
         self.magnitude = magnitude
         self.focus_rows = focus_rows
+        self.shuffle_rows = bool(shuffle_rows)
 
     def focus_strength(self, epoch: float) -> float:
         """b(epoch) of progressive focus (0 when progressive focus is off)."""
@@ -152,6 +158,8 @@ class PMTRec(GradientMethod):
                 logits = self._logits(batch_norm)
             batch_w = _masked_softmax(logits, present)
             w = _masked_softmax(logits[:, None].expand_as(mask), mask)
+        if self.shuffle_rows:
+            w = shuffle_row_weights(w, mask, ctx.n_user_rows, ctx.step)
 
         if b > 0:
             mf = main.to(w.dtype)
@@ -195,6 +203,33 @@ class PMTRec(GradientMethod):
         row_weights = w.T.detach()                                     # [R, K]
         weights = batch_w if batch_w is not None else row_weights.mean(0)
         return StepOutput(weights=weights.detach(), row_grad=out, row_weights=row_weights)
+
+
+# Fixed: with the step counter it seeds each step's permutation, so a run is reproducible and a
+# resumed run (the trainer checkpoints the step counter) draws the same permutations, with no state.
+SHUFFLE_SEED = 0x5EED_0F_F0C5
+
+
+def shuffle_row_weights(w: torch.Tensor, mask: torch.Tensor, n_user_rows: int, step: int) -> torch.Tensor:
+    """``w`` [K, R] with its columns permuted at random among the rows the main task touches.
+
+    Rows are permuted only within a group of the same table (users, items) and the same set of
+    participating tasks (``mask``), so every row gets a weight vector over exactly its own tasks;
+    the multiset of weight vectors, hence each task's mean weight, is unchanged. Other rows keep
+    theirs. Vectorised: one ``randperm`` and two stable sorts, no loop over rows.
+    """
+    K, R = mask.shape
+    gen = torch.Generator(device=w.device).manual_seed(SHUFFLE_SEED + int(step))
+    bits = (mask.long() << torch.arange(K, device=w.device)[:, None]).sum(0)       # task set, [R]
+    rows = torch.arange(R, device=w.device)
+    group = bits + (rows >= n_user_rows).long() * (1 << K)                      # table and task set
+    group = torch.where(mask[0], group, (1 << (K + 1)) + rows)                  # others: groups of one
+    perm = torch.randperm(R, generator=gen, device=w.device)
+    src = perm[torch.argsort(group[perm], stable=True)]   # each group's rows, in random order
+    dst = torch.argsort(group, stable=True)               # each group's rows, in place order
+    out = torch.empty_like(w)
+    out[:, dst] = w[:, src]
+    return out
 
 
 def _quad_norm(a: torch.Tensor, gram: torch.Tensor) -> torch.Tensor:
