@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import tomllib
 import zipfile
 from pathlib import Path
 
@@ -120,6 +121,11 @@ def test_the_rule_env_has_no_path_and_pins_the_lock_versions():
         req = Requirement(line)
         assert str(req.specifier).startswith("=="), line
         assert pins[canonicalize_name(req.name)] == str(req.specifier)[2:], f"{line} differs from the lock"
+    # every library dependency of pmtrec is in the env (post-deploy installs pmtrec with --no-deps)
+    meta = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    in_env = {canonicalize_name(Requirement(line).name) for line in pip}
+    for dep in meta["dependencies"]:
+        assert canonicalize_name(Requirement(dep).name) in in_env, f"workflow/envs/pmtrec.yaml lacks {dep}"
     deploy = ROOT / "workflow" / "envs" / "pmtrec.post-deploy.sh"
     assert "PMTREC_SOURCE" in deploy.read_text() and "PMTREC_SOURCE" in (ROOT / "workflow" / "Snakefile").read_text()
 
