@@ -84,7 +84,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--epochs", type=int, help="shorthand for --set train.epochs=N")
     p.add_argument("--device", help="auto (CUDA when available), cpu, cuda or cuda:N")
     p.add_argument("--threads", type=int, help="torch intra-op threads for this run")
-    p.add_argument("--out", "-o", metavar="FILE", help="result JSON (written atomically); default: print a summary only")
+    p.add_argument("--out", "-o", metavar="FILE", help="result JSON (written atomically), with the per-user test "
+                   "metrics beside it (FILE stem + .per_user.npz); default: print a summary only")
     p.add_argument("--checkpoint", metavar="FILE",
                    help="checkpoint written every epoch; an existing one of the same config is resumed")
     p.add_argument("--no-progress", action="store_true",
@@ -241,7 +242,10 @@ def cmd_train(args) -> int:
         data = prepare_in_memory(cfg)
     if not args.out:
         _LOG.warning("no --out given: the result is printed, not saved")
-    result = train(cfg, data, checkpoint=args.checkpoint, embeddings=args.embeddings)
+    from pmtrec.training.per_user import per_user_path
+
+    result = train(cfg, data, checkpoint=args.checkpoint, embeddings=args.embeddings,
+                   per_user=per_user_path(args.out) if args.out else None)  # written before the result
     if labels:
         result["labels"] = labels
     if data_info is not None:

@@ -77,3 +77,22 @@ def test_missing_and_garbage_files(tmp_path):
     (tmp_path / "junk.npz").write_text("not a zip")
     with pytest.raises(DataError, match="junk.npz: not a per-user metrics file"):
         pu.read_per_user(tmp_path / "junk.npz")
+
+
+@pytest.mark.parametrize("method", ["ew", "mostpop"])
+def test_pmtrec_train_writes_the_per_user_file_beside_the_result(method, tmp_path):
+    import contextlib
+    import io
+    import json
+
+    from pmtrec.cli import main
+
+    out = tmp_path / "r.json"
+    with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+        rc = main(["train", "--set", "dataset.synthetic.size=tiny", "--method", method, "--epochs", "1",
+                   "--threads", "1", "-q", "--out", str(out)])
+    assert rc == 0
+    frame = pu.read_per_user(tmp_path / "r.per_user.npz")
+    overall = json.loads(out.read_text())["test"]["overall"]
+    for metric in pu.METRICS:  # the overall test metric is the mean over the evaluated users
+        assert frame[metric].mean() == pytest.approx(overall[metric], rel=1e-12)

@@ -348,6 +348,7 @@ class Trainer(NonFiniteChecks, Checkpointing):
         if self.best["state"] is not None:
             self._load_model_state(self.best["state"])
         valid, test = self.evaluate("valid"), self.evaluate("test")
+        self.test_result = test  # per-user metrics: pmtrec.training.per_user
         return result_record(self.cfg, self.data, valid, test, best_epoch=self.best["epoch"],
                              history=self.history, device=self.device, task_names=self.task_names,
                              wall_time=time.perf_counter() - wall0, skipped_batches=self.skipped_batches,
