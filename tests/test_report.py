@@ -313,3 +313,134 @@ def test_dataset_table_shows_labelled_items_and_cold_users_and_names_only_relati
     assert [row[-1].text for row in table.rows] == ["12.5%", "0.0%"]
     assert "a has 10 users" in reading and "draw on 3 categories, 7 co-view links" in reading
     assert "b has 4 users" in reading and "draw on 6 social links." in reading and "0 social" not in reading
+
+
+# ------------------------------------------------------------------ numbers, LaTeX, honest plots
+def _summary_rows(method, means, stds, n=3):
+    return [{"kind": "main", "dataset": "d", "method": method, "variant": "", "split": "test", "metric": m,
+             "mean": mu, "std": sd, "n": n} for m, mu, sd in zip(("recall@20", "ndcg@20"), means, stds)]
+
+
+def test_a_deterministic_method_shows_its_mean_not_a_zero_interval():
+    assert fmt_mean_std(0.12619, 0.0) == fmt_mean_std(0.12619, 6.9e-18) == "0.1262"  # 6.9e-18: float noise
+    assert fmt_mean_std(0.12619, 3e-6) == "0.1262 ± <0.0001"  # a real spread below the precision
+    summary = pd.DataFrame(_summary_rows("mostpop", (0.1262, 0.0601), (0.0, 6.9e-18))
+                           + _summary_rows("ew", (0.2, 0.1), (0.003, 0.002)))
+    table, _ = main_table(summary, pd.DataFrame(columns=["dataset", "metric", "baseline"]), "d")
+    assert "± 0.0000" not in table.text() and "0.1262" in table.text()
+    assert "0.2000 ± 0.0030" in table.text()
+    assert f"{style.label('mostpop')}: the same result on every seed (deterministic)" in table.note
+    assert style.label("ew") + ":" not in table.note
+
+
+def test_section_tables_are_numeric_csv_and_booktabs_tex(sections, study):
+    d = sections[NOTEBOOKS.index("02_main_comparison")]
+    item = next(i for i in read_section(d)["items"] if i["kind"] == "table" and i["id"] == "main-alpha")
+    csv = pd.read_csv(d / item["csv"])
+    assert not csv.astype(str).apply(lambda c: c.str.contains(r"\*\*|__|±")).any().any()  # no markup
+    summary = pd.read_csv(study["tables"] / "summary.csv")
+    want = summary[(summary["kind"] == "main") & (summary["dataset"] == "alpha") & (summary["split"] == "test")
+                   & (summary["metric"] == "ndcg@20")].set_index("method")
+    got = csv[csv["metric"] == "ndcg@20"].set_index("method")
+    assert got["mean"].to_dict() == pytest.approx(want["mean"].to_dict())
+    assert got["std"].to_dict() == pytest.approx(want["std"].to_dict())
+    assert (got["n_seeds"] == 3).all()
+    assert got["best"].dtype == bool and list(got.index[got["best"]]) == [want["mean"].idxmax()]
+    assert got["significant"].sum() <= 1 and not got.drop(index="pmtrec")["significant"].any()
+    tex = (d / item["tex"]).read_text()
+    assert [ln for ln in tex.splitlines() if ln.endswith("rule")][:2] == ["\\toprule", "\\midrule"]
+    assert tex.rstrip().endswith("\\end{tabular}") and "\\bottomrule" in tex
+    best = fmt_mean_std(want.loc["pmtrec", "mean"], want.loc["pmtrec", "std"]).replace("±", "$\\pm$")
+    assert f"\\textbf{{{best}" in tex  # the best cell bold, as in the PDF
+    # every table of every section has both files
+    for sd in sections:
+        for it in read_section(sd)["items"]:
+            if it["kind"] == "table":
+                assert (sd / it["csv"]).is_file() and (sd / it["tex"]).read_text().count("\\toprule") == 1
+
+
+def test_latex_keeps_repeated_headers_rules_and_escapes():
+    from pmtrec.report.tables import Cell, Table
+
+    t = Table(["Method", "× EW", "× EW"])
+    t.add([Cell("a_b", bold=True), Cell("1.20", sup="**"), Cell("50%", underline=True)])
+    t.add([Cell("Improv.", italic=True), "–", "x"], rule=True)
+    lines = t.to_latex("cap").splitlines()
+    assert lines[0] == "% cap" and lines[1] == "\\begin{tabular}{lrr}"
+    assert "Method & $\\times$ EW & $\\times$ EW \\\\" in lines
+    i = lines.index("\\textbf{a\\_b} & 1.20\\textsuperscript{**} & \\underline{50\\%} \\\\")
+    assert lines[i + 1] == "\\midrule" and lines[i + 2].startswith("\\textit{Improv.} & --")
+
+
+def test_report_figures_never_show_an_offset_on_tiny_differences():
+    from pmtrec.report import sensitivity
+
+    style.theme()
+    s = pd.DataFrame({"tau": [0.5, 1.0, 2.0], "mean": [0.158401, 0.158404, 0.158412], "std": [1e-6] * 3})
+    fig = sensitivity.grid_plot(s, ["tau"])
+    fig.canvas.draw()
+    ax = fig.axes[0]
+    assert ax.yaxis.get_offset_text().get_text() == ""
+    labels = [t.get_text() for t in ax.get_yticklabels() if t.get_text()]
+    assert labels and all(0.1583 < float(lab) < 0.1585 for lab in labels)  # the values themselves
+
+
+def test_ablation_plot_shows_paired_differences_with_intervals():
+    from scipy import stats
+
+    from pmtrec.report import comparison
+
+    full = [0.30, 0.32, 0.31]
+    var = [0.29, 0.30, 0.305]
+    runs = pd.DataFrame(
+        [{"kind": "main", "dataset": "d", "method": "pmtrec", "variant": "", "seed": s, "split": "test",
+          "metric": "ndcg@20", "value": v} for s, v in enumerate(full)]
+        + [{"kind": "ablation", "dataset": "d", "method": "pmtrec-no-focus", "variant": "", "seed": s,
+            "split": "test", "metric": "ndcg@20", "value": v} for s, v in enumerate(var)])
+    d = comparison.ablation_deltas(runs, ["d"]).iloc[0]
+    diff = [v - f for v, f in zip(var, full)]
+    half = stats.t.ppf(0.975, 2) * pd.Series(diff).std() / 3 ** 0.5
+    assert d["delta"] == pytest.approx(sum(diff) / 3) and d["n_seeds"] == 3
+    assert (d["ci_low"], d["ci_high"]) == pytest.approx((d["delta"] - half, d["delta"] + half))
+    assert d["rel_delta"] == pytest.approx(d["delta"] / (sum(full) / 3))
+    style.theme()
+    fig = comparison.ablation_plot(comparison.ablation_deltas(runs, ["d"]), metrics=("ndcg@20",))
+    ax = fig.axes[0]
+    lo, hi = ax.get_xlim()
+    assert lo == pytest.approx(-hi) and lo < d["ci_low"] and hi > abs(d["ci_low"])  # symmetric about 0
+    assert any(list(ln.get_xdata()) == [0, 0] for ln in ax.get_lines())  # the full model's zero line
+    reading = comparison.ablation_plot_reading(comparison.ablation_deltas(runs, ["d"]))
+    assert f"{d['delta']:+.4f}" in reading and ("below zero" in reading) == (d["ci_high"] < 0)
+
+
+def test_benchmark_origin_reference_copy_or_own_run(tmp_path):
+    from pmtrec.report import efficiency
+    from pmtrec.report.data import load_benchmark_csvs
+
+    git = ["git", "-c", "user.name=t", "-c", "user.email=t@t", "-C", str(tmp_path)]
+    csv = tmp_path / "cpu.csv"
+    csv.write_text("hardware,section,dataset,item,value\ncpu:x2,step,s,pmtrec,1.2\n")
+    subprocess.run(git[:5] + ["init", "-q", str(tmp_path)], check=True)
+    subprocess.run(git + ["add", "cpu.csv"], check=True)
+    subprocess.run(git + ["commit", "-qm", "ref", "--date", "2026-11-29T12:00:00Z"], check=True,
+                   env={**os.environ, "GIT_COMMITTER_DATE": "2026-11-29T12:00:00Z"})
+    ref = efficiency.bench_origin(csv, load_benchmark_csvs([csv]))
+    assert ref == {"path": str(csv), "origin": "reference", "hardware": "cpu:x2", "date": "2026-11-29"}
+    text = efficiency.bench_origin_text([ref])
+    assert "reference numbers shipped with the repository" in text and "2026-11-29" in text
+    csv.write_text("hardware,section,dataset,item,value\ncpu:mine,step,s,pmtrec,1.1\n")
+    own = efficiency.bench_origin(csv, load_benchmark_csvs([csv]))
+    assert own["origin"] == "own" and own["hardware"] == "cpu:mine"
+    assert "your own benchmark run" in efficiency.bench_origin_text([own])
+    assert efficiency.bench_label([own]).startswith(" (your run: cpu:mine, ")
+
+
+def test_pdf_has_no_mark_info_poppler_misreads(pdf):
+    # typst writes /MarkInfo << /Marked true /Suspects false >>; poppler 22.12 reports every such file
+    # with "Syntax Error: Suspects object is wrong type (boolean)". The tags stay, the key goes.
+    root = pypdf.PdfReader(str(pdf)).trailer["/Root"]
+    assert root["/MarkInfo"]["/Marked"] == True and "/Suspects" not in root["/MarkInfo"]  # noqa: E712
+    assert "/StructTreeRoot" in root
+    if shutil.which("pdfinfo"):
+        proc = subprocess.run(["pdfinfo", str(pdf)], capture_output=True, text=True)
+        assert proc.returncode == 0 and proc.stderr == ""

@@ -180,13 +180,32 @@ def build_report(section_dirs: Sequence[str | Path], output: str | Path, *, tabl
         epoch = os.environ.get("SOURCE_DATE_EPOCH")
         if epoch:
             kwargs["timestamp"] = int(epoch)
+        try:
+            pdf = typst.compile(str(stage / "main.typ"), root=str(stage), format="pdf", **kwargs)
+        except Exception as exc:  # typst.TypstError: keep its first lines, they name the position
+            lines = [ln for ln in str(exc).splitlines() if ln.strip()]
+            raise ReportError(f"typst failed to compile the report: {' | '.join(lines[:4])}") from None
         with atomic_path(output) as tmp:
-            try:
-                typst.compile(str(stage / "main.typ"), output=str(tmp), root=str(stage), format="pdf", **kwargs)
-            except Exception as exc:  # typst.TypstError: keep its first lines, they name the position
-                lines = [ln for ln in str(exc).splitlines() if ln.strip()]
-                raise ReportError(f"typst failed to compile the report: {' | '.join(lines[:4])}") from None
+            _write_pdf(pdf, tmp)
     return output
+
+
+def _write_pdf(pdf: bytes, path: Path) -> None:
+    """Write typst's PDF without ``/Suspects false`` in its ``/MarkInfo``: false is the default, and
+    poppler 22.12 (Debian 12: pdftotext, pdftoppm, evince) misreads the key and prints "Syntax
+    Error: Suspects object is wrong type (boolean)" for every file. The tags themselves stay."""
+    import io
+
+    import pypdf
+
+    writer = pypdf.PdfWriter(clone_from=pypdf.PdfReader(io.BytesIO(pdf)))
+    info = writer.root_object.get("/MarkInfo")
+    if info is not None:
+        info = info.get_object()
+        if "/Suspects" in info and info["/Suspects"] == False:  # noqa: E712 (pypdf's BooleanObject is always truthy)
+            del info["/Suspects"]
+    with open(path, "wb") as fh:
+        writer.write(fh)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -9,7 +9,8 @@ import pandas as pd
 
 from pmtrec.report import style
 from pmtrec.report.data import ReportError, main_summary, metrics_of
-from pmtrec.report.tables import Cell, Table, fmt_num, fmt_pct, metric_cells, sig_marker
+from pmtrec.report.tables import (ZERO_STD, Cell, Table, deterministic_note, fmt_num, fmt_pct, metric_cells, rank_flags,
+                                  sig_marker)
 
 REF = style.REFERENCE
 
@@ -93,8 +94,34 @@ def main_table(summary: pd.DataFrame, significance: pd.DataFrame, dataset: str,
     table.note = (f"Test split, mean ± std over {n_text}. Bold: best; underlined: second best (per column). "
                   + (f"Best baseline = highest mean validation NDCG@20 ({style.label(base)}). "
                      f"Markers on PMTRec: {test_name} against it, * significant at α = 0.05, ** p < 0.01."
-                     if base else ""))
+                     if base else "") + deterministic_note(_deterministic(std)))
+    table.data = main_data(s, significance, dataset, metrics, methods, base)
     return table, main_reading(summary, significance, dataset, metrics)
+
+
+def _deterministic(std: pd.DataFrame) -> list[str]:
+    """Labels of the methods whose std over seeds is exactly 0 on every metric (e.g. MostPop)."""
+    zero = (std.abs() <= ZERO_STD).all(axis=1) & std.notna().all(axis=1)
+    return [style.label(m) for m in zero[zero].index]
+
+
+def main_data(s: pd.DataFrame, significance: pd.DataFrame, dataset: str, metrics: list[str],
+              methods: list[str], base: str | None) -> pd.DataFrame:
+    """The main table's numbers: one row per method and metric."""
+    d = s[s["metric"].isin(metrics)][["method", "metric", "mean", "std", "n"]].rename(columns={"n": "n_seeds"})
+    d = rank_flags(d, ["metric"])
+    sig = significance[significance["dataset"] == dataset].set_index("metric")
+    sig = sig.reindex(columns=list(dict.fromkeys([*sig.columns, "significant", "rel_improvement"])))
+    ref = d["method"] == REF
+    d["best_baseline"] = d["method"] == base
+    d["significant"] = ref & (d["metric"].map(sig["significant"]) == True)  # noqa: E712 (NaN: not tested)
+    d["p_value"] = np.where(ref, d["metric"].map(lambda m: p_value(sig.loc[m].to_dict())[0] if m in sig.index
+                                                 else np.nan), np.nan)
+    d["rel_improvement"] = np.where(ref, d["metric"].map(sig["rel_improvement"]).astype(float), np.nan)
+    d.insert(1, "label", d["method"].map(style.label))
+    order = {m: i for i, m in enumerate(methods)}
+    d = d.assign(_o=d["method"].map(order), _k=d["metric"].map(metrics.index))
+    return d.sort_values(["_o", "_k"]).drop(columns=["_o", "_k"]).reset_index(drop=True)
 
 
 def _seed_text(nseeds: pd.Series) -> str:
@@ -216,7 +243,12 @@ def ablation_table(ablation: pd.DataFrame, dataset: str, metrics: list[str] | No
     n = a.groupby("method")["n"].max()
     table.note = (f"Test split, mean ± std over {_seed_text(n)} (the full model on the same seeds). "
                   f"Bold: best; underlined: second best. Δ: relative change of {style.metric_label(key)} "
-                  "against the full model.")
+                  "against the full model." + deterministic_note(_deterministic(std)))
+    d = a[a["metric"].isin(metrics)][["method", "metric", "mean", "std", "n", "delta", "rel_delta"]]
+    d = rank_flags(d.rename(columns={"n": "n_seeds"}), ["metric"])
+    d.insert(1, "label", d["method"].map(lambda m: "PMTRec (full)" if m == REF else style.label(m)))
+    table.data = d.assign(_o=d["method"].map(methods.index), _k=d["metric"].map(metrics.index)).sort_values(
+        ["_o", "_k"]).drop(columns=["_o", "_k"]).reset_index(drop=True)
     return table, ablation_reading(a, dataset, key)
 
 
@@ -247,36 +279,73 @@ def ablation_reading(a: pd.DataFrame, dataset: str, key: str = "ndcg@20") -> str
     return text
 
 
-def ablation_plot(ablation: pd.DataFrame, datasets: list[str], metrics: tuple[str, ...] = ("recall@20", "ndcg@20")):
-    """Grouped bars: a panel per metric, a group per dataset, a bar per variant (± std)."""
+def ablation_deltas(runs: pd.DataFrame, datasets: list[str], metrics: tuple[str, ...] = ("recall@20", "ndcg@20"),
+                    split: str = "test", level: float = 0.95) -> pd.DataFrame:
+    """Per dataset, variant and metric: the paired difference variant − full PMTRec over the seeds
+    both ran (runs.csv), its mean, ``level`` t-interval over seeds (NaN for one seed), n, and the
+    mean relative to the full model's mean."""
+    from scipy import stats
+
+    cols = ["dataset", "method", "metric", "delta", "ci_low", "ci_high", "n_seeds", "full_mean", "rel_delta"]
+    r = runs[(runs["split"] == split) & runs["dataset"].isin(datasets) & runs["metric"].isin(metrics)]
+    keys = ["dataset", "metric", "seed"]
+    full = r[(r["kind"] == "main") & (r["method"] == REF)][keys + ["value"]].rename(columns={"value": "full"})
+    d = r[r["kind"] == "ablation"].merge(full, on=keys)
+    if d.empty:
+        return pd.DataFrame(columns=cols)
+    d = d.assign(delta=d["value"] - d["full"])
+    g = (d.groupby(["dataset", "method", "metric"], sort=False)
+         .agg(delta=("delta", "mean"), sd=("delta", "std"), n_seeds=("delta", "size"), full_mean=("full", "mean"))
+         .reset_index())
+    n = g["n_seeds"].to_numpy(dtype=float)
+    with np.errstate(all="ignore"):
+        half = np.where(n > 1, stats.t.ppf(0.5 + level / 2, n - 1) * g["sd"].to_numpy() / np.sqrt(n), np.nan)
+        g["rel_delta"] = np.where(g["full_mean"] != 0, g["delta"] / g["full_mean"], np.nan)
+    g["ci_low"], g["ci_high"] = g["delta"] - half, g["delta"] + half
+    return g[cols]
+
+
+def ablation_plot(deltas: pd.DataFrame, metrics: tuple[str, ...] = ("recall@20", "ndcg@20")):
+    """Dot plot: a panel per metric, a row per variant, its paired difference to the full model
+    with the 95% interval over seeds; the zero line is the full model."""
     import matplotlib.pyplot as plt
 
-    a = ablation[(ablation["split"] == "test") & ablation["dataset"].isin(datasets)]
-    metrics = [m for m in metrics if m in set(a["metric"])] or metrics_of(a)[:2]
-    methods = style.order_methods(a["method"].unique())
-    fig, axes = plt.subplots(1, len(metrics), figsize=(style.FULL_WIDTH, 2.9), squeeze=False)
-    width = 0.8 / max(len(methods), 1)
-    x = np.arange(len(datasets))
+    metrics = [m for m in metrics if m in set(deltas["metric"])]
+    if deltas.empty or not metrics:
+        raise ReportError("ablation: no variant shares a seed with the full PMTRec runs (runs.csv)")
+    variants = style.order_methods(deltas["method"].unique())
+    datasets = list(dict.fromkeys(deltas["dataset"]))
+    fig, axes = plt.subplots(1, len(metrics), figsize=(style.FULL_WIDTH, 0.9 + 0.32 * len(variants) * len(datasets)),
+                             sharey=True, squeeze=False)
+    step = 0.7 / len(datasets)  # datasets side by side within a variant's row
     for ax, metric in zip(axes[0], metrics):
-        d = a[a["metric"] == metric]
-        for j, m in enumerate(methods):
-            dm = d[d["method"] == m].set_index("dataset").reindex(datasets)
-            ax.bar(x - 0.4 + width * (j + 0.5), dm["mean"], width * 0.92, yerr=style.errbars(dm["std"]),
-                   color=style.color(m), edgecolor="black" if m == REF else "white",
-                   linewidth=0.8 if m == REF else 0.3, capsize=1.5, error_kw={"elinewidth": 0.7},
-                   label="PMTRec (full)" if m == REF else style.label(m))
-        lo = np.nanmin(d["mean"] - d["std"].fillna(0))
-        hi = np.nanmax(d["mean"] + d["std"].fillna(0))
-        pad = (hi - lo) * 0.35 + 1e-9
-        ax.set_ylim(max(0.0, lo - pad), hi + pad * 0.5)
-        ax.set_xticks(x)
-        ax.set_xticklabels(datasets)
+        d = deltas[deltas["metric"] == metric]
+        ax.axvline(0, color="#333333", lw=0.9, zorder=1)
+        for j, ds in enumerate(datasets):
+            dd = d[d["dataset"] == ds].set_index("method").reindex(variants)
+            y = np.arange(len(variants)) + (j - (len(datasets) - 1) / 2) * step
+            err = np.vstack([dd["delta"] - dd["ci_low"], dd["ci_high"] - dd["delta"]])
+            ax.errorbar(dd["delta"], y, xerr=np.nan_to_num(err), fmt="none", ecolor="#555555", elinewidth=1.0,
+                        capsize=2.5, zorder=2)
+            ax.scatter(dd["delta"], y, c=[style.color(m) for m in variants], marker=_MARKS[j % len(_MARKS)],
+                       s=30, edgecolors="black", linewidths=0.4, zorder=3, label=ds)
+        lim = np.nanmax(np.abs(d[["ci_low", "ci_high", "delta"]].to_numpy(dtype=float)))
+        lim = lim * 1.15 if np.isfinite(lim) and lim > 0 else 1e-3
+        ax.set_xlim(-lim, lim)  # symmetric about the full model: left is worse, right better
         ax.set_title(f"test {style.metric_label(metric)}")
-        ax.grid(axis="x", visible=False)
-    handles, labels = axes[0][0].get_legend_handles_labels()
-    fig.legend(handles, labels, loc="lower center", ncol=min(len(methods), 4), bbox_to_anchor=(0.5, -0.02))
-    fig.tight_layout(rect=(0, 0.12 if len(methods) <= 4 else 0.17, 1, 1))
+        ax.set_xlabel("variant − full PMTRec")
+        ax.xaxis.set_major_locator(plt.MaxNLocator(5, symmetric=True))
+        ax.grid(axis="y", visible=False)
+    axes[0][0].set_yticks(np.arange(len(variants)))
+    axes[0][0].set_yticklabels([style.label(m) for m in variants])
+    axes[0][0].set_ylim(len(variants) - 0.5, -0.5)
+    if len(datasets) > 1:
+        axes[0][-1].legend(title="dataset", loc="best")
+    fig.tight_layout()
     return fig
+
+
+_MARKS = ("o", "s", "^", "D", "v", "P")
 
 
 def main_plot_reading(summary: pd.DataFrame, significance: pd.DataFrame, dataset: str,
@@ -302,14 +371,18 @@ def main_plot_reading(summary: pd.DataFrame, significance: pd.DataFrame, dataset
     return text + "."
 
 
-def ablation_plot_reading(ablation: pd.DataFrame, datasets: list[str], key: str = "ndcg@20") -> str:
-    a = ablation[(ablation["split"] == "test") & ablation["dataset"].isin(datasets) & (ablation["metric"] == key)]
-    v = a[a["method"] != REF]
-    if v.empty:
+def ablation_plot_reading(deltas: pd.DataFrame, key: str = "ndcg@20") -> str:
+    d = deltas[deltas["metric"] == key]
+    if d.empty:
         return "No ablation variants to compare."
-    mean_rel = v.groupby("method")["rel_delta"].mean().sort_values()
-    text = (f"Averaged over {len(datasets)} dataset{'s' if len(datasets) != 1 else ''}, the variants change "
-            f"{style.metric_label(key)} by "
-            + ", ".join(f"{fmt_pct(r)} ({style.label(m)})" for m, r in mean_rel.items())
-            + ". The y axes do not start at zero, to make the differences visible.")
-    return text
+    n = int(d["n_seeds"].max())
+    text = (f"Each dot is a variant's mean paired difference to the full PMTRec over {n} seed{'s' if n != 1 else ''}"
+            + (", the bar its 95% t-interval" if n > 1 else "") + "; left of the zero line is worse than the full "
+            f"model. On {style.metric_label(key)}, ")
+    parts = []
+    for _, r in d.sort_values("delta").iterrows():
+        where = ("" if pd.isna(r["ci_low"]) else " (interval below zero)" if r["ci_high"] < 0 else
+                 " (interval above zero)" if r["ci_low"] > 0 else " (interval includes zero)")
+        ds = f" on {r['dataset']}" if d["dataset"].nunique() > 1 else ""
+        parts.append(f"{style.label(r['method'])}{ds} {r['delta']:+.4f} ({fmt_pct(r['rel_delta'])}){where}")
+    return text + "; ".join(parts) + "."

@@ -156,6 +156,6 @@ def load_benchmark_csvs(paths: Iterable[str | Path]) -> pd.DataFrame:
         except (pd.errors.EmptyDataError, pd.errors.ParserError, UnicodeDecodeError):
             continue
         if {"section", "item", "value"} <= set(df.columns):
-            frames.append(df.assign(source=p.name))
+            frames.append(df.assign(source=p.name, source_path=str(p)))
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(
-        columns=["hardware", "section", "dataset", "item", "value", "unit", "source"])
+        columns=["hardware", "section", "dataset", "item", "value", "unit", "source", "source_path"])

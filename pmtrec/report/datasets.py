@@ -30,6 +30,7 @@ def stats_table(stats: pd.DataFrame, datasets: list[str]) -> tuple[Table, str]:
     table.note = ("After preprocessing (k-core filtering, implicit feedback). Density = interactions / (users × "
                   "items); social and co-view links are undirected; categories = distinct item categories (an item may "
                   "have several); cold users have at most 5 training interactions.")
+    table.data = s[[k for k, _ in cols]].rename_axis("dataset").reset_index()
     return table, stats_reading(s, [k for k, _ in cols])
 
 

@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import datetime
+import os
+import subprocess
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 
@@ -70,6 +75,9 @@ def cost_table(agg: pd.DataFrame, base: str, mem: str) -> Table:
                   "training epochs (the baseline models) have no ratio."
                   + (" †: the Snakemake benchmark of the whole job (start-up and data loading included)." if bench
                      else ""))
+    keep = ["method", "epochs_run", "epoch_time_s", "epoch_time_s_x", "memory_mb", "memory_mb_x", "wall_time_s"]
+    keep += ["bench_s", "bench_max_rss_mb"] if bench else []
+    table.data = agg[keep].assign(memory=mem, baseline=base).reset_index(drop=True)
     return table
 
 
@@ -129,6 +137,56 @@ def _ordinal(n: int) -> str:
 
 
 # ------------------------------------------------------------------------- benchmark suite CSVs
+def _git(path: Path, *args: str) -> subprocess.CompletedProcess | None:
+    try:
+        return subprocess.run(["git", *args, "--", path.name], cwd=path.parent, capture_output=True, text=True,
+                              timeout=10)
+    except (OSError, subprocess.SubprocessError):
+        return None
+
+
+def bench_origin(path: str | Path, bench: pd.DataFrame) -> dict:
+    """Whose numbers a benchmark-suite CSV holds: ``reference`` (the repository's shipped copy,
+    unchanged: measured on the project's machine, dated by its last commit) or ``own`` (written
+    on this checkout by ``python -m benchmarks``, dated by the file). Also its hardware column."""
+    rows = bench[bench["source_path"] == str(path)] if "source_path" in bench else bench
+    path = Path(path)
+    shown = os.path.relpath(path) if path.is_absolute() and path.is_relative_to(Path.cwd()) else str(path)
+    hw = sorted(rows["hardware"].dropna().astype(str).unique()) if "hardware" in rows else []
+    tracked = _git(path, "ls-files", "--error-unmatch")
+    same = _git(path, "diff", "--quiet", "HEAD") if tracked and tracked.returncode == 0 else None
+    if same is not None and same.returncode == 0:
+        log = _git(path, "log", "-1", "--format=%cs")
+        date = log.stdout.strip() if log and log.returncode == 0 else ""
+        return {"path": shown, "origin": "reference", "hardware": ", ".join(hw), "date": date or "unknown"}
+    mtime = datetime.datetime.fromtimestamp(path.stat().st_mtime, datetime.timezone.utc) if path.exists() else None
+    return {"path": shown, "origin": "own", "hardware": ", ".join(hw),
+            "date": mtime.strftime("%Y-%m-%d") if mtime else "unknown"}
+
+
+def bench_origin_text(origins: list[dict]) -> str:
+    """The sentence that says whose benchmark numbers the section shows."""
+    parts = []
+    for o in origins:
+        where = f"on {o['hardware']}" if o["hardware"] else "on unrecorded hardware"
+        if o["origin"] == "reference":
+            parts.append(f"{o['path']} holds reference numbers shipped with the repository, measured {where} "
+                         f"(the project's benchmark machine) and committed on {o['date']}, not on the machine that "
+                         "ran this study; make bench (python -m benchmarks) measures your own, which this "
+                         "section then uses instead")
+        else:
+            parts.append(f"{o['path']} is your own benchmark run (it differs from the repository's reference copy "
+                         f"or is not part of it), measured {where}, written on {o['date']}")
+    return "Benchmark suite: " + "; ".join(parts) + "." if parts else ""
+
+
+def bench_label(origins: list[dict]) -> str:
+    """A short caption suffix: '(reference numbers: <hardware>, <date>)' or '(your run: ...)'."""
+    bits = [f"{'reference numbers' if o['origin'] == 'reference' else 'your run'}: {o['hardware'] or 'hardware n/a'}, "
+            f"{o['date']}" for o in origins]
+    return f" ({'; '.join(bits)})" if bits else ""
+
+
 def bench_step_table(bench: pd.DataFrame) -> tuple[Table | None, str]:
     """The suite's `step` section (training-step time × EW per method), one column per dataset/hardware."""
     b = bench[bench["section"] == "step"] if not bench.empty else bench
@@ -143,6 +201,8 @@ def bench_step_table(bench: pd.DataFrame) -> tuple[Table | None, str]:
                                                             for v in row], highlight=m == REF)
     table.note = ("From the benchmark suite (python -m benchmarks, benchmarks/results/*.csv): median training-step "
                   "time relative to EW, measured in one process.")
+    table.data = b.reindex(columns=["dataset", "hardware", "source", "item", "value"]).rename(
+        columns={"item": "method", "value": "step_time_x_ew"}).reset_index(drop=True)
     reading = ""
     if REF in piv.index:
         vals = ", ".join(f"{v:.2f}× on {c}" for c, v in piv.loc[REF].items() if not pd.isna(v))
@@ -192,6 +252,7 @@ def bench_targets_table(bench: pd.DataFrame) -> tuple[Table | None, str]:
                   "target, as measured. Step: training-step time relative to EW in one process. Evaluation: "
                   "full-ranking evaluation relative to its bare matmul + top-k. Scale: epoch-time growth divided by "
                   "interaction growth from the smallest to the largest synthetic scale.")
+    table.data = pd.DataFrame(rows)
     missed = [r for r in rows if not r["met"]]
     reading = f"{len(rows) - len(missed)} of {len(rows)} benchmark figures meet their targets."
     if missed:

@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 
 from pmtrec.report import style
-from pmtrec.report.tables import Cell, Table, fmt_num
+from pmtrec.report.tables import ZERO_STD, Cell, Table, fmt_num
 
 REF = style.REFERENCE
 # (probe, metric) -> column label, in table order
@@ -40,7 +40,8 @@ def summarise(per_seed: pd.DataFrame) -> pd.DataFrame:
 
 
 def _fmt(mean: float, ci: float) -> str:
-    return fmt_num(mean, 3) + ("" if np.isnan(ci) else f" ± {ci:.3f}")
+    # no interval when undefined (one seed) or exactly 0 (the same value on every seed)
+    return fmt_num(mean, 3) + ("" if np.isnan(ci) or abs(ci) <= ZERO_STD else f" ± {ci:.3f}")
 
 
 def probe_table(summary: pd.DataFrame, dataset: str) -> Table:
@@ -70,6 +71,10 @@ def probe_table(summary: pd.DataFrame, dataset: str) -> Table:
                   "social tasks trained on, so a method that trained on a relation keeps it by construction: a "
                   "probe shows how much of it the embeddings keep, and Single-task's row how much the main "
                   "task alone encodes.")
+    d = summary[summary.set_index(["probe", "metric"]).index.isin(cols)]
+    table.data = (d.assign(ci_low=d["mean"] - d["ci"], ci_high=d["mean"] + d["ci"])
+                  [["method", "baseline", "probe", "metric", "mean", "ci_low", "ci_high", "n", "fold_std"]]
+                  .rename(columns={"n": "n_seeds"}).reset_index(drop=True))
     return table
 
 

@@ -7,7 +7,7 @@ import pandas as pd
 
 from pmtrec.report import style
 from pmtrec.report.data import ReportError
-from pmtrec.report.tables import Cell, Table, fmt_int, fmt_num, fmt_pct, metric_cells
+from pmtrec.report.tables import ZERO_STD, Cell, Table, deterministic_note, fmt_int, fmt_num, fmt_pct, metric_cells, rank_flags
 
 REF = style.REFERENCE
 TABLE_NAMES = {"user": "users by activity", "item": "items by popularity"}
@@ -130,7 +130,15 @@ def group_table(acc: pd.DataFrame, methods: list[str], base: str | None, metric:
             cells.append(Cell(fmt_pct((mean.loc[g, REF] - mean.loc[g, base]) / mean.loc[g, base])))
         table.add(cells)
     table.note = (f"Test {style.metric_label(metric)} per user-activity group (quantiles of the users' training "
-                  "interactions), mean ± std over seeds; bold: best in the row, underlined: second.")
+                  "interactions), mean ± std over seeds; bold: best in the row, underlined: second."
+                  + deterministic_note(style.label(m) for m in methods if (std[m].abs() <= ZERO_STD).all()))
+    d = acc[acc["method"].isin(methods)][["group_i", "n_users", "method", "mean", "std", "n"]]
+    d = d.rename(columns={"group_i": "group", "n": "n_seeds"})
+    d = rank_flags(d, ["group"]).assign(metric=metric)
+    if show_delta:  # the last column: PMTRec's relative difference to the best baseline in the group
+        rel = (mean[REF] - mean[base]) / mean[base]
+        d["rel_vs_baseline"] = np.where(d["method"] == REF, d["group"].map(rel), np.nan)
+    table.data = d.reset_index(drop=True)
     return table
 
 

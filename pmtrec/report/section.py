@@ -5,7 +5,7 @@
     {"format": "pmtrec.report-section/1", "order": 2, "title": "Main comparison",
      "intro": "...", "provenance": {...},
      "items": [{"kind": "table", "id": "main-ciao", "caption": "...", "table": {...Table.to_json()},
-                "csv": "main_ciao.csv", "reading": "..."},
+                "csv": "tab_main-ciao.csv", "tex": "tab_main-ciao.tex", "reading": "..."},
                {"kind": "figure", "id": "main-ciao-plot", "caption": "...", "file": "main_ciao.svg",
                 "width": 1.0, "reading": "..."},
                {"kind": "text", "text": "..."}]}
@@ -53,13 +53,15 @@ class Section:
         return out
 
     def table(self, table: Table, caption: str, reading: str = "", name: str | None = None) -> dict:
-        """Add a table; also writes ``<name>.csv`` (the displayed cells) for readers of the folder."""
+        """Add a table; also writes ``tab_<id>.csv`` (its numbers, ``table.data``: one column per
+        value, flags as booleans) and ``tab_<id>.tex`` (the displayed table, booktabs) for papers."""
         ident = self._id(name or caption[:40])
-        csv = f"tab_{ident}.csv"
-        path = self.out_dir / csv
-        write_text(path, table.to_frame().to_csv(index=False))
+        csv, tex = f"tab_{ident}.csv", f"tab_{ident}.tex"
+        data = table.data if table.data is not None else _plain_frame(table)
+        write_text(self.out_dir / csv, data.to_csv(index=False))
+        write_text(self.out_dir / tex, table.to_latex(f"{caption}\n{table.note}"))
         item = {"kind": "table", "id": ident, "caption": caption, "table": table.to_json(), "csv": csv,
-                "reading": reading}
+                "tex": tex, "reading": reading}
         self.items.append(item)
         return item
 
@@ -97,6 +99,13 @@ class Section:
         path = self.out_dir / SECTION_FILE
         write_json(path, self.to_json())
         return path
+
+
+def _plain_frame(table: Table):
+    """The cells' text without markup, for a table built without numbers (``data``)."""
+    import pandas as pd
+
+    return pd.DataFrame([[c.text + c.sup for c in r] for r in table.rows], columns=table.columns)
 
 
 def _show_and_close(fig) -> None:

@@ -124,7 +124,8 @@ def errbars(std):
 def metric_label(metric: str) -> str:
     """'ndcg@20' -> 'NDCG@20', 'recall@10' -> 'Recall@10'."""
     name, _, k = metric.partition("@")
-    pretty = {"ndcg": "NDCG", "recall": "Recall", "precision": "Precision", "hit": "Hit"}.get(name, name)
+    pretty = {"ndcg": "NDCG", "recall": "Recall", "precision": "Precision", "hit": "Hit", "mrr": "MRR",
+              "map": "MAP"}.get(name, name)
     return f"{pretty}@{k}" if k else pretty
 
 
@@ -164,6 +165,9 @@ def theme() -> None:
         "figure.dpi": 110, "savefig.bbox": "tight", "savefig.pad_inches": 0.03,
         "axes.spines.top": False, "axes.spines.right": False,
         "legend.frameon": False,
+        # tick labels show the values themselves: no "1e-5+1.584e-1" offset above an axis whose
+        # values differ in the fifth decimal, and no "×1e-4" multiplier for small differences
+        "axes.formatter.useoffset": False, "axes.formatter.limits": (-7, 7),
     })
 
 

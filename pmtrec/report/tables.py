@@ -1,8 +1,9 @@
 """Report tables: mean ± std cells, best bold / second underlined, significance markers.
 
 A :class:`Table` is data (cell text plus flags), not markup: the PDF template
-(pmtrec/report/template.typ) renders it from JSON, and the notebooks show it as a DataFrame
-(``**best**``, ``__second__``). No escaping is needed anywhere.
+(pmtrec/report/template.typ) renders it from JSON, the notebooks show it as a DataFrame
+(``**best**``, ``__second__``), :meth:`Table.to_latex` writes it as a booktabs tabular, and its
+``data`` (the numbers behind the cells, one column per value) is what the section saves as CSV.
 """
 
 from __future__ import annotations
@@ -13,7 +14,8 @@ from typing import Any, Iterable, Sequence
 
 import pandas as pd
 
-__all__ = ["Cell", "Table", "fmt_num", "fmt_mean_std", "fmt_pct", "rank_marks", "sig_marker", "SIG_NOTE"]
+__all__ = ["Cell", "Table", "fmt_num", "fmt_mean_std", "fmt_pct", "rank_marks", "sig_marker", "SIG_NOTE",
+           "deterministic_note", "rank_flags"]
 
 SIG_NOTE = "* p < 0.05, ** p < 0.01 (paired test over seeds against the best baseline)"
 
@@ -32,11 +34,37 @@ def fmt_num(x: Any, digits: int = 4) -> str:
     return f"{float(x):.{digits}f}"
 
 
+# A std this small is rounding noise of identical values (the std of [a, a, a] can be 7e-18).
+ZERO_STD = 1e-12
+
+
 def fmt_mean_std(mean: Any, std: Any, digits: int = 4) -> str:
-    """'0.1234 ± 0.0056' (the std is left out when undefined, e.g. one seed)."""
+    """'0.1234 ± 0.0056'; the mean alone when the std is undefined (one seed) or zero (a method
+    that gives the same result on every seed, e.g. MostPop: '± 0.0000' would be a fake interval);
+    '± <0.0001' for a real spread below the shown precision."""
     if _nan(mean):
         return "–"
-    return fmt_num(mean, digits) if _nan(std) else f"{fmt_num(mean, digits)} ± {fmt_num(std, digits)}"
+    if _nan(std) or abs(float(std)) <= ZERO_STD:
+        return fmt_num(mean, digits)
+    if round(float(std), digits) == 0:
+        return f"{fmt_num(mean, digits)} ± <{10.0 ** -digits:.{digits}f}"
+    return f"{fmt_num(mean, digits)} ± {fmt_num(std, digits)}"
+
+
+def rank_flags(d: pd.DataFrame, by: list[str], digits: int = 4) -> pd.DataFrame:
+    """``best`` / ``second`` boolean columns per ``by`` group of a ``mean`` column, as
+    :func:`rank_marks` marks the cells (higher is better; ties at the shown precision share)."""
+    values = d["mean"] if digits is None else d["mean"].round(digits)
+    r = values.groupby([d[b] for b in by]).rank(method="dense", ascending=False)
+    return d.assign(best=r == 1, second=r == 2)
+
+
+def deterministic_note(names: Iterable[str]) -> str:
+    """The note sentence for rows whose spread over seeds is exactly zero ('' when none)."""
+    names = list(dict.fromkeys(names))
+    if not names:
+        return ""
+    return (f" {', '.join(names)}: the same result on every seed (deterministic), so no ± is shown.")
 
 
 def fmt_pct(x: Any, digits: int = 1, sign: bool = True) -> str:
@@ -129,6 +157,7 @@ class Table:
     rules: list[int] = field(default_factory=list)      # a horizontal rule above these rows
     note: str = ""
     font_size: float | None = None         # pt; None = the template's table size
+    data: pd.DataFrame | None = None       # the numbers behind the cells (the section's CSV)
 
     def add(self, cells: Iterable[Cell | str], *, highlight: bool = False, rule: bool = False) -> None:
         cells = [c if isinstance(c, Cell) else Cell(str(c)) for c in cells]
@@ -155,6 +184,50 @@ class Table:
     def text(self) -> str:
         """Every cell's text, for checks ('is this value in the table?')."""
         return " ".join(c.text for r in self.rows for c in r)
+
+    def to_latex(self, comment: str = "") -> str:
+        """A booktabs tabular (``\\usepackage{booktabs}``) of the displayed cells: bold, underline,
+        italic and the significance superscripts kept; ``comment`` (caption, note) as ``%`` lines."""
+        n = len(self.columns)
+        # a (label, position) header keeps repeated labels ("× EW" twice) unique for Styler.apply
+        cols = pd.MultiIndex.from_arrays([self.columns, range(n)])
+        frame = pd.DataFrame([[c.text for c in r] for r in self.rows], columns=cols, dtype=object)
+        styles = pd.DataFrame([[_latex_style(c) for c in r] for r in self.rows], columns=cols, dtype=object)
+        st = (frame.style.hide(axis="index").hide(axis="columns", level=1)
+              .format(_tex_symbols, escape="latex").format_index(_tex_symbols, escape="latex", axis=1)
+              .apply(lambda _: styles, axis=None))
+        for i, row in enumerate(self.rows):
+            for j, c in enumerate(row):
+                if c.sup:  # escape first, then the marker as a superscript (format runs after escaping)
+                    st = st.format(lambda v, s=c.sup: f"{_tex_symbols(v)}\\textsuperscript{{{s}}}",
+                                   subset=pd.IndexSlice[[i], [cols[j]]], escape="latex")
+        align = "".join({"left": "l", "center": "c"}.get(a, "r")
+                        for a in (self.align or ["left"] + ["right"] * (n - 1)))
+        lines = st.to_latex(hrules=True, column_format=align, sparse_columns=False).splitlines()
+        body = lines.index("\\midrule") + 1
+        for k in sorted(self.rules, reverse=True):  # the rules the PDF draws above some rows
+            if 0 < k < len(self.rows):
+                lines.insert(body + k, "\\midrule")
+        head = [f"% {ln}" for ln in comment.splitlines() if ln.strip()]
+        return "\n".join(head + lines) + "\n"
+
+
+# Unicode the cells use -> LaTeX that pdflatex also typesets (after Styler's escaping).
+_TEX = {"±": "$\\pm$", "×": "$\\times$", "Δ": "$\\Delta$", "τ": "$\\tau$", "≤": "$\\leq$", "≥": "$\\geq$",
+        "–": "--", "†": "\\dag{}", "’": "'", "·": "$\\cdot$", "α": "$\\alpha$"}
+
+
+def _tex_symbols(text: Any) -> str:
+    text = str(text)
+    for k, v in _TEX.items():
+        text = text.replace(k, v)
+    return text
+
+
+def _latex_style(c: Cell) -> str:
+    """Styler's LaTeX commands for one cell ('--rwrap': wrap the value in braces)."""
+    return "".join(f"{cmd}: --rwrap;" for on, cmd in ((c.bold, "textbf"), (c.underline, "underline"),
+                                                       (c.italic, "textit")) if on)
 
 
 def metric_cells(means: Sequence[Any], stds: Sequence[Any], digits: int = 4, mark: bool = True) -> list[Cell]:

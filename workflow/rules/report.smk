@@ -9,21 +9,13 @@
 NB_RES = STUDY.resources["notebook"]
 
 
-def notebook_datasets(wildcards):
-    """The datasets whose prepared folder a notebook reads: only 01_datasets (degree distributions)."""
-    return STUDY.datasets if wildcards.notebook == "01_datasets" else []
-
-
-def notebook_prepared(wildcards):
-    return [prepared_dir(d) for d in notebook_datasets(wildcards)]
-
-
 rule notebook:
     """Execute one report notebook against the aggregated tables."""
     input:
         notebook=lambda wc: notebook_path(wc.notebook),
         tables=expand(f"{TABLES}/{{name}}.csv", name=TABLE_NAMES),
         prepared=notebook_prepared,
+        bench=notebook_bench,
     output:
         notebook=f"{RESULTS}/notebooks/{{notebook}}.ipynb",
         section=report(
@@ -36,10 +28,10 @@ rule notebook:
     log:
         f"{LOGS}/notebook/{{notebook}}.log",
     params:
-        tables=TABLES,
+        tables=lambda wildcards, input: os.path.dirname(input.tables[0]),
         datasets=",".join(STUDY.datasets),
         prepared=lambda w: " ".join(f"--prepared {d}={prepared_dir(d)}" for d in notebook_datasets(w)),
-        bench="--bench 'benchmarks/results/*.csv'",
+        bench=lambda wildcards, input: " ".join(f"--bench {p}" for p in input.bench),
     threads: NB_RES["threads"]
     resources:
         mem_mb=NB_RES["mem_mb"],
@@ -63,7 +55,7 @@ rule report:
     log:
         f"{LOGS}/report.log",
     params:
-        tables=TABLES,
+        tables=lambda wildcards, input: os.path.dirname(input.tables[0]),
         # provenance for the title page (git commit, run config hashes, devices)
         results=[e["path"] for e in ENTRIES],
         config_hash=hashlib.sha256(json.dumps(config, sort_keys=True, default=str).encode()).hexdigest()[:12],
