@@ -8,8 +8,10 @@ it trains ``--epochs`` epochs on Ciao, validating *and testing* after each, and 
 early stopping at cadence c (validated epochs c, 2c, ... and the last; patience in evaluations)
 to find the epoch each cadence would select and that epoch's test metrics. Writes
 ``benchmarks/results/cadence_ciao_epochs.csv`` (per epoch: train/valid/test times and metrics)
-and ``cadence_ciao.csv`` (per method, seed and cadence: selected epoch, its test metrics, the
-epochs run, and the wall time that run would take: its epochs' training plus its validations).
+and ``cadence_ciao.csv`` (per method, seed, patience and cadence: selected epoch, its test metrics and their change
+against cadence 1, the epochs run, and the wall time that run would take: its epochs' training
+plus its validations, also as a share of cadence 1's). Patience is given in epochs and replayed
+as ``max(1, P // c)`` evaluations, so every cadence waits about as long.
 Runs already in the epochs file are reused (delete it to start over).
 """
 
@@ -85,7 +87,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     p.add_argument("--epochs", type=int, default=100)
     p.add_argument("--cadences", nargs="+", type=int, default=[1, 2, 5, 10])
-    p.add_argument("--patience", type=int, nargs="+", default=[10, 20], help="in evaluations")
+    p.add_argument("--patience", type=int, nargs="+", default=[10, 20],
+                   help="in epochs: cadence c replays with patience max(1, P // c) evaluations")
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--out", type=Path, default=RESULTS)
     args = p.parse_args(argv)
@@ -103,8 +106,12 @@ def main(argv: list[str] | None = None) -> int:
     rows = []
     for (method, seed), run in have.groupby(["method", "seed"]):
         for patience in args.patience:
+            every = replay(run, 1, patience)
             for cadence in args.cadences:
-                rows.append({"method": method, "seed": int(seed), **replay(run, cadence, patience)})
+                r = replay(run, cadence, max(1, patience // cadence))
+                rows.append({"method": method, "seed": int(seed), "patience_epochs": patience, **r,
+                             "test_ndcg@20_change": r["test_ndcg@20"] - every["test_ndcg@20"],
+                             "wall_share": r["wall_s"] / every["wall_s"]})
     summary = pd.DataFrame(rows)
     summary.to_csv(summary_csv, index=False)
     with pd.option_context("display.width", 160, "display.max_rows", 200):
