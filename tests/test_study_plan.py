@@ -43,8 +43,14 @@ def test_every_shipped_config_plans_the_expected_runs(name):
     study = plan(cfg)
     D, M, S = len(cfg["datasets"]), len(cfg["methods"]), len(cfg["seeds"])
     assert len(study.main_runs()) == D * M * S
-    grids = {m: g for m, g in (cfg.get("tune") or {}).get("grids", {}).items() if len(grid_points(g)) > 1}
-    assert len(study.tune_runs()) == D * sum(len(grid_points(g)) for g in grids.values())
+    tune = cfg.get("tune") or {}
+    if tune.get("budget"):  # every trained method the study uses: budget settings x tuning seeds
+        used = set(cfg["methods"]) | {"pmtrec"} | set((cfg.get("sensitivity") or {}).get("dim_methods", []))
+        tuned = [m for m in used if entry(m).kind == "method"]
+        assert len(study.tune_runs()) == D * len(tuned) * tune["budget"] * len(tune["seeds"])
+    else:
+        grids = {m: g for m, g in tune.get("grids", {}).items() if len(grid_points(g)) > 1}
+        assert len(study.tune_runs()) == D * sum(len(grid_points(g)) for g in grids.values())
     models = [m for m in cfg["methods"] if not entry(m).trains]
     assert study.embedded_methods() == [m for m in cfg["methods"] if m not in models]
     assert len(study.result_entries()) == len(study.main_runs()) + len(study.tune_runs()) \
@@ -53,7 +59,7 @@ def test_every_shipped_config_plans_the_expected_runs(name):
 
 def test_job_arguments_are_those_pmtrec_train_accepts():
     study = plan(raw())
-    args = study.train_params("tiny", "ew")
+    args = study.train_params("tiny", "ew", use_selected=False)  # a tuning run's base arguments
     pairs = sets_of(args["sets"])
     assert args["config"] == "" and pairs["train.method_params"] == {} and pairs["train.epochs"] == 2
     cfg = load_config(overrides=[f"{k}={json.dumps(v)}" for k, v in pairs.items()])
@@ -109,18 +115,20 @@ BAD = [
      "method_params.mostpop", "baseline model"),
     ("ablation switch as a param", lambda c: _edit(c, "method_params.pmtrec.focus", False),
      "method_params.pmtrec.focus", "ablation"),
-    ("grid key typo", lambda c: _edit(c, "tune.grids.pmtrec", {"focus_mx": [0.1, 0.2]}), "tune.grids.pmtrec.focus_mx",
+    ("space key typo", lambda c: _edit(c, "tune.space.pmtrec", {"focus_mx": [0.1, 0.2]}), "tune.space.pmtrec.focus_mx",
      "did you mean 'focus_max'"),
-    ("grid value of the wrong type", lambda c: _edit(c, "tune.grids.pmtrec", {"tau": [1.0, "x"]}),
-     "tune.grids.pmtrec.tau", "positive number"),
-    ("grid run key typo", lambda c: _edit(c, "tune.grids.ew", {"train.lrr": [0.1, 0.2]}), "tune.grids.ew.train.lrr",
+    ("space value of the wrong type", lambda c: _edit(c, "tune.space.pmtrec", {"tau": [1.0, "x"]}),
+     "tune.space.pmtrec.tau", "positive number"),
+    ("space run key typo", lambda c: _edit(c, "tune.space.ew", {"train.lrr": [0.1, 0.2]}), "tune.space.ew.train.lrr",
      "unknown run-config key"),
-    ("grid run value of the wrong type", lambda c: _edit(c, "tune.grids.ew", {"train.lr": [0.1, "fast"]}),
-     "tune.grids.ew.train.lr", "number"),
+    ("space run value of the wrong type", lambda c: _edit(c, "tune.space.ew", {"train.lr": [0.1, "fast"]}),
+     "tune.space.ew.train.lr", "number"),
+    ("legacy grid key typo", lambda c: _edit(c, "tune", {"grids": {"pmtrec": {"focus_mx": [0.1, 0.2]}}}),
+     "tune.grids.pmtrec.focus_mx", "did you mean 'focus_max'"),
     ("sensitivity grid value", lambda c: _edit(c, "sensitivity.grid", {"focus_max": [2.0]}),
      "sensitivity.grid.focus_max", "[0, 1]"),
-    ("tuned baseline model", lambda c: _edit(c, "tune.grids.mostpop", {"train.l2": [0.1, 0.2]}),
-     "tune.grids.mostpop", "baseline model"),
+    ("tuned baseline model", lambda c: _edit(c, "tune.space.mostpop", {"train.l2": [0.1, 0.2]}),
+     "tune.space.mostpop", "baseline model"),
     ("map method without embeddings", lambda c: _edit(c, "analysis.map_methods", ["ew", "mostpop"]),
      "analysis.map_methods[1]", "not a main method with embeddings"),
     ("missing mirror", lambda c: _edit(c, "mirror", "/nonexistent/pmtrec-mirror"), "mirror", "folder not found"),
@@ -168,11 +176,11 @@ def test_a_plugin_method_is_planned_and_checked_like_a_built_in(plugin_dir):
     cfg = raw()
     cfg["plugins"] = [plugin_dir]
     cfg["methods"].append("halfaux")
-    cfg["tune"]["grids"]["halfaux"] = {"share": [0.25, 0.75]}
+    cfg["tune"]["space"]["halfaux"] = {"share": [0.25, 0.75]}
     study = plan(cfg)
     assert "halfaux" in available() and entry("halfaux").label == "Half-aux"
     assert sets_of(study.train_params("tiny", "mostpop")["sets"])["plugins"] == [plugin_dir]
     assert len(study.tune_runs(method="halfaux")) == 2
-    cfg["tune"]["grids"]["halfaux"] = {"share": [0.25, 3.0]}
-    with pytest.raises(StudyConfigError, match=r"config key 'tune.grids.halfaux.share': share must be in"):
+    cfg["tune"]["space"]["halfaux"] = {"share": [0.25, 3.0]}
+    with pytest.raises(StudyConfigError, match=r"config key 'tune.space.halfaux.share': share must be in"):
         plan(cfg)

@@ -24,7 +24,7 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]
 SNAKEMAKE = Path(sys.executable).parent / "snakemake"
 COPIED = ["workflow", "config", "profiles", ".test"]  # the notebooks and template are package data
-NOTEBOOKS = 8
+NOTEBOOKS = 9
 
 pytestmark = pytest.mark.skipif(not SNAKEMAKE.exists(), reason="snakemake is not installed (pip install -e .[workflow])")
 
@@ -95,18 +95,27 @@ def expected_jobs(cfg: dict) -> Counter:
     def size(grid):
         return len(list(itertools.product(*grid.values()))) if grid else 0
 
-    grids = {m: g for m, g in ((cfg.get("tune") or {}).get("grids") or {}).items() if size(g) > 1 and m in used}
+    tune = cfg.get("tune") or {}
+    if tune.get("budget"):  # every trained method used: the same number of settings (mostpop: untrained)
+        tuned = {m: tune["budget"] for m in used if m != "mostpop"}
+    else:
+        tuned = {m: size(g) for m, g in (tune.get("grids") or {}).items() if size(g) > 1 and m in used}
+    tune_seeds = tune.get("seeds", [100])
     sens_points = size(sens.get("grid") or {}) + len(dim) * len(dim_methods)
+    # split_seed: run: one prepared folder per seed of any run, besides the fixed one (dataset tables)
+    run_seeds = set(seeds) | (set(abl.get("seeds") or seeds) if variants else set()) \
+        | (set(sens.get("seeds") or seeds) if sens_points else set()) | (set(tune_seeds) if tuned else set())
     jobs = Counter({
         "download": sum(e["source"] != "synthetic" for e in cfg["datasets"].values()),
         "prepare": len(D),
+        "prepare_split": len(D) * len(run_seeds) if cfg.get("split_seed") == "run" else 0,
         "train": len(D) * len(embedded) * len(seeds),
         "train_without_embeddings": len(D) * (len(methods) - len(embedded)) * len(seeds),
         "probe": len(D) * len(embedded) * len(seeds) if analysis.get("probes", True) else 0,
         "embedding_map": len(D) if (analysis.get("map_methods") is None and embedded) or analysis.get("map_methods")
         else 0,
-        "tune": len(D) * sum(size(g) for g in grids.values()),
-        "select_setting": len(D) * len(grids),
+        "tune": len(D) * sum(tuned.values()) * len(tune_seeds),
+        "select_setting": len(D) * len(tuned),
         "ablation": len(abl.get("datasets") or D) * len(variants) * len(abl.get("seeds") or seeds),
         "sensitivity": len(sens.get("datasets") or D) * sens_points * len(sens.get("seeds") or seeds),
         "aggregate": 1, "notebook": NOTEBOOKS, "report": 1, "all": 1,
@@ -148,8 +157,8 @@ BAD = [
     ("unknown method", lambda c: c["methods"].append("pmtrek"), "methods[7]", "did you mean 'pmtrec'"),
     ("run setting of the wrong type", lambda c: _edit(c, "run.train.on_nonfinite", 5), "run.train.on_nonfinite",
      "expected one of stop, skip, got 5"),
-    ("grid value of the wrong type", lambda c: _edit(c, "tune.grids.pmtrec", {"tau": [1.0, "x"]}),
-     "tune.grids.pmtrec.tau", "positive number"),
+    ("space value of the wrong type", lambda c: _edit(c, "tune.space.pmtrec", {"tau": [1.0, "x"]}),
+     "tune.space.pmtrec.tau", "positive number"),
     ("unknown run key", lambda c: _edit(c, "run.train.epoch", 3), "run.train.epoch", "unknown key"),
 ]
 
@@ -247,7 +256,7 @@ def test_ci_config_end_to_end_then_nothing_then_only_the_changed_method(tmp_path
     assert set(pd.read_csv(tables / "ablation.csv")["method"]) == {"pmtrec", "pmtrec-no-focus"}
     assert set(pd.read_csv(tables / "sensitivity.csv")["variant"]) == {"tau=0.5", "model.dim=8"}
     tuning = pd.read_csv(tables / "tuning.csv")
-    assert len(tuning) == 2 and tuning["selected"].sum() == 1
+    assert len(tuning) == 4 and tuning.groupby("method")["selected"].sum().to_dict() == {"ew": 1, "pmtrec": 1}
     eff = pd.read_csv(tables / "efficiency.csv")
     assert eff["bench_s"].notna().all() and (eff["bench_s"] > 0).all()
     assert not pd.read_csv(tables / "row_weights.csv").empty and not pd.read_csv(tables / "cosines.csv").empty
@@ -282,5 +291,7 @@ def test_ci_config_end_to_end_then_nothing_then_only_the_changed_method(tmp_path
     res = smk(repo, "-n", "-p", "all", "--configfile", cfgfile)
     assert res.returncode == 0, res.stderr[-3000:]
     runs = sorted(o.split(",")[0] for rule, o in planned(res.stdout) if rule in ("train", "tune", "ablation", "sensitivity"))
-    assert runs == ["results/runs/tiny/ew/seed0.json", "results/runs/tiny/ew/seed1.json",
-                    "results/sensitivity/tiny/ew/model.dim=8/seed0.json"]
+    tuning = [o for o in runs if o.startswith("results/tune/")]  # ew is tuned: its 2 settings on seed 100
+    assert len(tuning) == 2 and all(o.startswith("results/tune/tiny/ew/") and o.endswith("/seed100.json") for o in tuning)
+    assert [o for o in runs if o not in tuning] == ["results/runs/tiny/ew/seed0.json", "results/runs/tiny/ew/seed1.json",
+                                                    "results/sensitivity/tiny/ew/model.dim=8/seed0.json"]

@@ -11,8 +11,9 @@ REPORT_DIR = f"{RESULTS}/report"
 REPORT_PDF = "reports/pmtrec_report.pdf"
 
 
-def prepared_dir(dataset):
-    return f"{RESOURCES}/prepared/{dataset}"
+def prepared_dir(dataset, split=None):
+    """The prepared dataset: the config's fixed split, or (``split``: a seed) the split of that seed."""
+    return f"{RESOURCES}/prepared/{dataset}" + ("" if split is None else f".split{split}")
 
 
 def manifest_path(dataset):
@@ -36,8 +37,8 @@ def map_path(dataset):
     return f"{RESULTS}/analysis/maps/{dataset}.csv"
 
 
-def tune_path(dataset, method, point):
-    return f"{RESULTS}/tune/{dataset}/{method}/{point}.json"
+def tune_path(dataset, method, point, seed):
+    return f"{RESULTS}/tune/{dataset}/{method}/{point}/seed{seed}.json"
 
 
 def selected_path(dataset, method):

@@ -23,11 +23,12 @@ import shlex
 from typing import Any
 
 from pmtrec.study import checks
-from pmtrec.study.checks import config_error, flatten, split_params
+from pmtrec.study.checks import flatten, split_params
 from pmtrec.study.grid import canon, deep_merge, grid_points, set_args, slug  # noqa: F401
+from pmtrec.study.tuning_plan import tuning_plan
 from pmtrec.study.validate import StudyChecks
-from pmtrec.study.paths import (ablation_path, bench_path, map_path, probe_path, run_path, selected_path,
-                                sensitivity_path, tune_path)
+from pmtrec.study.paths import (ablation_path, bench_path, map_path, prepared_dir, probe_path, run_path,
+                                selected_path, sensitivity_path, tune_path)
 
 # Keys that only locate files: not passed to training (moving the mirror reruns nothing).
 LOCATION_KEYS = ("dataset.mirror", "dataset.cache", "dataset.manifest")
@@ -72,17 +73,13 @@ class Study(StudyChecks):
         self.entry = {m: entry(m) for m in self._all_names()}
         self.resources = {rule: {**DEFAULT_RESOURCES[rule], **(cfg["resources"].get(rule) or {})}
                           for rule in DEFAULT_RESOURCES}
-        self.tune_seed = cfg["tune"]["seed"]
         abl, sens = cfg["ablation"], cfg["sensitivity"]
-        used = set(self.methods) | {self.entry[v].base for v in abl["variants"]} \
-            | (set(sens["dim_methods"]) if sens["dim"] else set())
-        # Tuned: a used method whose grid has more than one point.
-        self.grids = {m: g for m, g in cfg["tune"]["grids"].items() if len(grid_points(g)) > 1 and m in used}
-        self.points = {}
-        for m, g in self.grids.items():
-            self.points[m] = {slug(p): canon(p) for p in grid_points(g)}
-            if len(self.points[m]) < len(grid_points(g)):
-                config_error(f"tune.grids.{m}", "two grid points share a file name; make the values distinct")
+        self.used = list(dict.fromkeys([*self.methods, *(self.entry[v].base for v in abl["variants"]),
+                                        *(sens["dim_methods"] if sens["dim"] else [])]))
+        self.split_seed = cfg["split_seed"]
+        # Tuning (pmtrec.study.tuning_plan): method -> its space, and -> {setting name: values}.
+        self.tune_seeds = list(cfg["tune"]["seeds"])
+        self.spaces, self.points = tuning_plan(cfg["tune"], self.used, entry)
         self.variants = list(abl["variants"])
         self.ablation_datasets = abl["datasets"] if abl["datasets"] is not None else self.datasets
         self.ablation_seeds = abl["seeds"] if abl["seeds"] is not None else self.seeds
@@ -132,7 +129,7 @@ class Study(StudyChecks):
     def tuned(self, method: str) -> str | None:
         """The method whose selected setting this method's runs use (variants: their base's), or None."""
         base = self.base_of(method)
-        return base if base in self.grids else None
+        return base if base in self.spaces else None
 
     def trains(self, method: str) -> bool:
         return self._entry(method).trains
@@ -146,8 +143,11 @@ class Study(StudyChecks):
             run["plugins"] = list(self.plugins)
         return run
 
-    def prepare_pairs(self, dataset: str) -> list[tuple[str, Any]]:
+    def prepare_pairs(self, dataset: str, split: int | None = None) -> list[tuple[str, Any]]:
+        """`pmtrec prepare --set` pairs of a dataset; ``split``: the split seed (preprocess.seed)."""
         run = self.dataset_run(dataset)
+        if split is not None:
+            run = deep_merge(run, {"preprocess": {"seed": int(split)}})
         pairs = flatten({k: v for k, v in run.items() if k in ("dataset", "preprocess", "plugins")})
         return sorted(((k, v) for k, v in pairs if k not in LOCATION_KEYS), key=lambda kv: kv[0])
 
@@ -182,7 +182,7 @@ class Study(StudyChecks):
         config_file = None
         if tuned is not None:
             config_file = selected_path(dataset, tuned)
-            grid_keys = set(self.grids[tuned])
+            grid_keys = set(self.spaces[tuned])
             # The selected file carries the full method_params and the chosen run-config keys.
             dotted = {k: v for k, v in dotted.items() if k not in grid_keys or k in extra_dotted}
             pairs = [(k, v) for k, v in pairs if k not in grid_keys]
@@ -206,7 +206,7 @@ class Study(StudyChecks):
         labels: dict[str, Any] = {"dataset": dataset, "stage": stage}
         if stage == "tune":
             labels.update(setting=point, values=self.points[method][point])
-            labels["benchmark"] = bench_path("tune", dataset, method, point)
+            labels["benchmark"] = bench_path("tune", dataset, method, point, f"seed{seed}")
         elif stage == "sensitivity":
             sp = self.sens_point(method, point)
             labels.update(setting=point, values=sp["values"], sweep=sp["kind"])
@@ -264,11 +264,31 @@ class Study(StudyChecks):
         return {d: map_path(d) for d in self.map_datasets()}
 
     def tune_runs(self, dataset: str | None = None, method: str | None = None) -> list[str]:
-        out = []
-        for d in ([dataset] if dataset else self.datasets):
-            for m in ([method] if method else self.grids):
-                out += [tune_path(d, m, p) for p in self.points[m]]
-        return out
+        """Every tuning run: dataset x tuned method x setting x tuning seed."""
+        return [tune_path(d, m, p, s) for d in ([dataset] if dataset else self.datasets)
+                for m in ([method] if method else self.spaces) for p in self.points[m] for s in self.tune_seeds]
+
+    def tune_points(self, dataset: str, method: str) -> dict[str, dict]:
+        """Tuning result file -> its setting's values (what select_setting reads)."""
+        return {tune_path(dataset, method, p, s): v for p, v in self.points[method].items() for s in self.tune_seeds}
+
+    # ---- data splits ---------------------------------------------------------------------------
+    def split_of(self, seed) -> int | None:
+        """The split seed of a run on ``seed`` (None: the fixed split of the config)."""
+        return int(seed) if self.split_seed == "run" else None
+
+    def data_dir(self, dataset: str, seed) -> str:
+        """The prepared folder a run of ``dataset`` on ``seed`` reads."""
+        return prepared_dir(dataset, self.split_of(seed))
+
+    def tuning_protocol(self) -> dict:
+        """What the report lists: budget, seeds, sampler, each tuned method's space and settings,
+        the split protocol and the disclosed development-time tuning."""
+        tune = self.cfg["tune"]
+        return {"budget": tune["budget"], "seeds": list(self.tune_seeds), "metric": tune["metric"],
+                "sampler": tune["sampler"], "sampler_seed": tune["sampler_seed"], "split_seed": self.split_seed,
+                "spaces": canon(self.spaces), "settings": {m: len(p) for m, p in self.points.items()},
+                "development": list(tune["development"])}
 
     def ablation_runs(self) -> list[str]:
         return [ablation_path(d, v, s) for d in self.ablation_datasets for v in self.variants
@@ -296,11 +316,12 @@ class Study(StudyChecks):
                     entries.append({"kind": "main", "dataset": d, "method": m, "seed": s, "setting": "",
                                     "path": run_path(d, m, s), "benchmark": bench_path("train", d, m, f"seed{s}")})
         for d in self.datasets:
-            for m in self.grids:
+            for m in self.spaces:
                 for p, values in self.points[m].items():
-                    entries.append({"kind": "tune", "dataset": d, "method": m, "seed": self.tune_seed,
-                                    "setting": p, "values": values, "path": tune_path(d, m, p),
-                                    "benchmark": bench_path("tune", d, m, p)})
+                    for s in self.tune_seeds:
+                        entries.append({"kind": "tune", "dataset": d, "method": m, "seed": s,
+                                        "setting": p, "values": values, "path": tune_path(d, m, p, s),
+                                        "benchmark": bench_path("tune", d, m, p, f"seed{s}")})
         for d in self.ablation_datasets:
             for v in self.variants:
                 for s in self.ablation_seeds:

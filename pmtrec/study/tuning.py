@@ -1,9 +1,11 @@
-"""The tuning protocol's selection: the grid point with the best validation metric, as a config."""
+"""The tuning protocol's selection: the setting with the best mean validation metric, as a config."""
 
 from __future__ import annotations
 
+import json
 from typing import Any, Mapping
 
+import numpy as np
 import pandas as pd
 
 from pmtrec.config import nest_key
@@ -12,10 +14,12 @@ from pmtrec.training.results import ResultError, load_result
 
 def select_setting(points: Mapping[str, Mapping[str, Any]], metric: str = "ndcg@20",
                    results: Mapping[str, dict] | None = None) -> tuple[dict, pd.DataFrame]:
-    """The grid point with the highest validation ``metric``.
+    """The setting with the highest mean validation ``metric`` over its tuning seeds.
 
-    ``points`` maps a tuning result file to its grid values. Ties go to the first point in
-    sorted file order. Returns the chosen values and a table of every point's score.
+    ``points`` maps a tuning result file to its setting's values (one file per setting and tuning
+    seed: files with equal values are one setting). Ties go to the setting whose first file comes
+    first in sorted file order. Returns the chosen values and a table of every file's score, its
+    setting's mean and whether that setting was selected.
     """
     rows = []
     for path in sorted(points):
@@ -23,13 +27,17 @@ def select_setting(points: Mapping[str, Mapping[str, Any]], metric: str = "ndcg@
         score = result["valid"]["overall"].get(metric)
         if score is None:
             raise ResultError(f"{path}: validation metric '{metric}' missing")
-        rows.append({"path": path, "values": dict(points[path]), "score": float(score)})
+        rows.append({"path": path, "values": dict(points[path]), "score": float(score),
+                     "key": json.dumps(points[path], sort_keys=True)})
     if not rows:
         raise ResultError("select_setting: no tuning results")
-    best = max(rows, key=lambda r: (r["score"], -rows.index(r)))
-    table = pd.DataFrame([{"path": r["path"], **r["values"], metric: r["score"], "selected": r is best}
-                          for r in rows])
-    return best["values"], table
+    frame = pd.DataFrame(rows)
+    means = frame.groupby("key", sort=False)["score"].mean()  # first-seen order: sorted file order
+    best = means.index[int(np.argmax(means.to_numpy()))]  # argmax: the first of equal means
+    chosen = next(r["values"] for r in rows if r["key"] == best)
+    table = pd.DataFrame([{"path": r["path"], **r["values"], metric: r["score"], "mean": means[r["key"]],
+                           "selected": r["key"] == best} for r in rows])
+    return chosen, table
 
 
 def setting_config(fixed: Mapping[str, Any], chosen: Mapping[str, Any]) -> dict:

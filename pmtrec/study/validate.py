@@ -7,9 +7,17 @@ building the method once per dataset's task set (:mod:`pmtrec.study.checks` has 
 
 from __future__ import annotations
 
+import json
+import re
+
 from pmtrec.study import checks
 from pmtrec.study.checks import config_error, split_params
 from pmtrec.study.grid import deep_merge, grid_points
+
+
+def canon_key(value) -> str:
+    """A hashable key of any config value (lists, dicts)."""
+    return json.dumps(value, sort_keys=True)
 
 
 class StudyChecks:
@@ -19,6 +27,8 @@ class StudyChecks:
         cfg = self.cfg
         names = [*cfg["methods"], *cfg["ablation"]["variants"], cfg["sensitivity"]["method"],
                  *cfg["sensitivity"]["dim_methods"], *cfg["method_params"], *cfg["tune"]["grids"],
+                 *(m for m in cfg["tune"]["space"] if m != "shared"),
+                 *(d["method"] for d in cfg["tune"]["development"]),
                  *(cfg["analysis"]["map_methods"] or []), cfg["significance"]["reference"],
                  *(cfg["significance"]["exclude"] or [])]
         return list(dict.fromkeys(names))
@@ -36,6 +46,8 @@ class StudyChecks:
         named += [(f"sensitivity.dim_methods[{i}]", m) for i, m in enumerate(cfg["sensitivity"]["dim_methods"])]
         named += [(f"method_params.{m}", m) for m in cfg["method_params"]]
         named += [(f"tune.grids.{m}", m) for m in cfg["tune"]["grids"]]
+        named += [(f"tune.space.{m}", m) for m in cfg["tune"]["space"] if m != "shared"]
+        named += [(f"tune.development[{i}].method", d["method"]) for i, d in enumerate(cfg["tune"]["development"])]
         named += [(f"analysis.map_methods[{i}]", m) for i, m in enumerate(cfg["analysis"]["map_methods"] or [])]
         named += [("significance.reference", cfg["significance"]["reference"])]
         named += [(f"significance.exclude[{i}]", m) for i, m in enumerate(cfg["significance"]["exclude"] or [])]
@@ -49,6 +61,10 @@ class StudyChecks:
                 source_info(e["source"])
             except ConfigError as exc:
                 config_error(f"datasets.{name}.source", str(exc).removeprefix("dataset.source: "))
+        for i, d in enumerate(cfg["tune"]["development"]):
+            if d["dataset"] not in cfg["datasets"]:
+                config_error(f"tune.development[{i}].dataset", f"unknown dataset '{d['dataset']}' (configured: "
+                                                               f"{', '.join(cfg['datasets'])})")
         for section in ("ablation", "sensitivity"):
             for i, name in enumerate(cfg[section]["datasets"] or []):
                 if name not in cfg["datasets"]:
@@ -71,12 +87,23 @@ class StudyChecks:
             for key, value in dotted.items():
                 checks.check_dotted(key, value, f"method_params.{method}")
             self._check_params_everywhere(method, plain, f"method_params.{method}")
+        for section in ("grids", "space"):
+            for method in (m for m in cfg["tune"][section] if m != "shared"):
+                e = self.entry[method]
+                if e.kind != "method":
+                    config_error(f"tune.{section}.{method}", "only trained methods other than the ablation variants "
+                                 f"are tuned ('{method}' is a {'baseline model' if e.kind == 'model' else 'variant'})")
         for method, grid in cfg["tune"]["grids"].items():
-            e = self.entry[method]
-            if e.kind != "method":
-                config_error(f"tune.grids.{method}", "only trained methods other than the ablation variants are "
-                                                     f"tuned ('{method}' is a {'baseline model' if e.kind == 'model' else 'variant'})")
             self._check_grid(method, grid, f"tune.grids.{method}")
+        if cfg["tune"]["budget"]:
+            checked = self.__dict__.setdefault("_dotted_checked", set())
+            for key, spec in (cfg["tune"]["space"].get("shared") or {}).items():  # every listed value, drawn or not
+                for value in (spec if isinstance(spec, list) else [spec["low"], spec["high"]]):
+                    checks.check_dotted(key, value, "tune.space.shared")
+                    checked.add((key, canon_key(value)))
+            for method, points in self.points.items():
+                self._check_points(method, list(points.values()), f"tune.space.{method}")
+        self._check_seeds_and_splits()
         sens = cfg["sensitivity"]
         if sens["grid"]:
             if self.entry[sens["method"]].kind == "model":
@@ -110,6 +137,44 @@ class StudyChecks:
                     checks.check_dotted(key, value, where)
         for point in grid_points({k: grid[k] for k in plain_keys}):
             self._check_params_everywhere(method, {**fixed, **point}, where)
+
+    def _check_points(self, method: str, points: list[dict], where: str) -> None:
+        """Every drawn setting of a budgeted space: run-config values and the method built with each."""
+        plain = [k for k in self.spaces[method] if "." not in k]
+        self._check_no_switches(method, dict.fromkeys(plain), where)
+        fixed, _ = split_params(self.cfg["method_params"].get(method) or {})
+        checked = self.__dict__.setdefault("_dotted_checked", set())  # shared knobs: once, not per method
+        for key in (k for k in self.spaces[method] if "." in k):
+            for value in {canon_key(p[key]): p[key] for p in points}.values():
+                if (key, canon_key(value)) not in checked:
+                    own = key in (self.cfg["tune"]["space"].get(method) or {})
+                    checks.check_dotted(key, value, where if own else "tune.space.shared")
+                    checked.add((key, canon_key(value)))
+        for point in {canon_key({k: p[k] for k in plain}): {k: p[k] for k in plain} for p in points}.values():
+            self._check_params_everywhere(method, {**fixed, **point}, where)
+
+    def _check_seeds_and_splits(self) -> None:
+        """Tuning seeds are never reported seeds; a per-run split owns preprocess.seed."""
+        cfg = self.cfg
+        if self.spaces:
+            reported = {"seeds": self.seeds, "ablation.seeds": self.ablation_seeds,
+                        "sensitivity.seeds": self.sens_seeds}
+            for key, seeds in reported.items():
+                shared = sorted(set(self.tune_seeds) & set(seeds))
+                if shared:
+                    config_error("tune.seeds", f"{shared} also in {key} {list(seeds)}: tuning runs need held-out "
+                                               "seeds (e.g. tune.seeds: [100])")
+        if self.split_seed == "run":
+            runs = [("run", cfg["run"])] + [(f"datasets.{d}.run", e.get("run") or {})
+                                            for d, e in cfg["datasets"].items()]
+            for where, run in runs:
+                if "seed" in (run.get("preprocess") or {}):
+                    config_error(f"{where}.preprocess.seed", "set by split_seed: run (each run's seed seeds its "
+                                                             "split); drop it, or use split_seed: fixed")
+            for d in cfg["datasets"]:
+                if re.search(r"\.split\d+$", d):
+                    config_error(f"datasets.{d}", "a name ending in .split<N> is the folder of a split seed "
+                                                  "(split_seed: run); rename the dataset")
 
     def _check_params_everywhere(self, method: str, params: dict, where: str) -> None:
         """The method built with ``params`` for the tasks of each dataset (e.g. static's weights)."""

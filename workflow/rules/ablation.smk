@@ -5,10 +5,11 @@
 
 use rule train as ablation with:
     input:
-        data=lambda wc: prepared_dir(wc.dataset),
+        data=lambda wc: STUDY.data_dir(wc.dataset, wc.seed),
         selected=lambda wc: selected_input(wc.dataset, wc.method),
     output:
         json=ablation_path("{dataset}", "{method}", "{seed}"),
+        per_user=per_user_of(ablation_path("{dataset}", "{method}", "{seed}")),
     log:
         f"{LOGS}/ablation/{{dataset}}/{{method}}/seed{{seed}}.log",
     benchmark:

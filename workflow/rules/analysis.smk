@@ -11,7 +11,7 @@ rule probe:
     input:
         result=run_path("{dataset}", "{method}", "{seed}"),
         emb=emb_path("{dataset}", "{method}", "{seed}"),
-        data=lambda wc: prepared_dir(wc.dataset),
+        data=lambda wc: STUDY.data_dir(wc.dataset, wc.seed),
     output:
         probe_path("{dataset}", "{method}", "{seed}"),
     log:
@@ -31,7 +31,7 @@ rule embedding_map:
     input:
         results=lambda wc: [run_path(wc.dataset, m, STUDY.seeds[0]) for m in STUDY.map_methods()],
         emb=lambda wc: [emb_path(wc.dataset, m, STUDY.seeds[0]) for m in STUDY.map_methods()],
-        data=lambda wc: prepared_dir(wc.dataset),
+        data=lambda wc: STUDY.data_dir(wc.dataset, STUDY.seeds[0]),
     output:
         map_path("{dataset}"),
     log:

@@ -8,10 +8,11 @@
 
 use rule train as sensitivity with:
     input:
-        data=lambda wc: prepared_dir(wc.dataset),
+        data=lambda wc: STUDY.data_dir(wc.dataset, wc.seed),
         selected=lambda wc: selected_input(wc.dataset, wc.method, sens_point(wc)["kind"] == "dim"),
     output:
         json=sensitivity_path("{dataset}", "{method}", "{point}", "{seed}"),
+        per_user=per_user_of(sensitivity_path("{dataset}", "{method}", "{point}", "{seed}")),
     log:
         f"{LOGS}/sensitivity/{{dataset}}/{{method}}/{{point}}/seed{{seed}}.log",
     benchmark:
