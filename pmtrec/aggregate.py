@@ -41,6 +41,12 @@ embedding_maps.csv  2-D item maps per dataset: dataset, method, kind (pca | tsne
                     category
 methods.csv         the catalogue entry of every method in the study (pmtrec.methods): method, kind,
                     family, label, colour, order, base (so the report needs no plugin imports)
+comparisons.csv     per dataset, other method and test metric: the reference against it (main runs;
+                    ablation variants against the full model): the seed interval of the difference,
+                    the paired tests over users (each run's ``*.per_user.npz``), Holm, TOST, verdict
+                    (:func:`pmtrec.study.comparisons.comparison_table`; docs/statistics.md)
+claims.csv          the verdict on each claim of the paper per dataset (and metric), generated from
+                    comparisons, row_weights and efficiency (:func:`claims`)
 ==================  ===========================================================================
 """
 
@@ -52,10 +58,12 @@ from typing import Any, Iterable, Mapping, Sequence
 import pandas as pd
 
 from pmtrec.data.store import read_stats
-from pmtrec.errors import DataError
+from pmtrec.errors import DataError, PmtrecError
 from pmtrec.io import atomic_path
 from pmtrec.training.results import ResultError, load_result, validate_result  # noqa: F401
 from pmtrec.study.tuning import select_setting, setting_config  # noqa: F401
+from pmtrec.study import comparisons as cmp
+from pmtrec.training.per_user import per_user_frame, per_user_path
 from pmtrec.study.statistics import (_frame, _num, _sort_metrics, _summarise, ablation_table,  # noqa: F401
                                      best_baselines, metric_key, significance_table, summary_table)
 
@@ -65,7 +73,8 @@ __all__ = [
 ]
 
 TABLES = ("runs", "summary", "significance", "groups", "curves", "row_weights", "cosines", "efficiency",
-          "sensitivity", "ablation", "dataset_stats", "tuning", "probes", "embedding_maps", "methods")
+          "sensitivity", "ablation", "dataset_stats", "tuning", "probes", "embedding_maps", "methods",
+          "comparisons", "claims")
 KINDS = ("main", "tune", "ablation", "sensitivity")
 SPLITS = ("valid", "test")
 CURVE_METRICS = ("ndcg@20", "recall@20")
@@ -230,6 +239,124 @@ def methods_table(runs_df: pd.DataFrame) -> pd.DataFrame:
     return _frame(rows, cols)
 
 
+# ------------------------------------------------------------------- comparisons and claims
+# The controls (pmtrec.methods.controls) test how PMTRec works, they are no "existing method" and
+# no PMTRec module; the catalogue has no flag for them, hence the names.
+CONTROLS = ("static-schedule", "pmtrec-shuffled")
+COMPARED_KINDS = ("main", "ablation")
+
+
+def _compared_runs(runs: list[tuple[dict, dict]], runs_df: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame | None]:
+    """The test values and per-user metrics of the main and ablation runs (main setting), one row
+    per (dataset, method, seed[, metric | user]): a method run as both keeps its main runs.
+
+    A run without a per-user file (older results) simply has none: its comparisons get the note
+    "no per-user metrics: no test" instead of an error."""
+    t = runs_df[runs_df["kind"].isin(COMPARED_KINDS) & (runs_df["split"] == "test") & (runs_df["variant"] == "")]
+    t = t.sort_values("kind", key=lambda k: k.map(COMPARED_KINDS.index), kind="stable")
+    values = t.drop_duplicates(["dataset", "method", "seed", "metric"])[["dataset", "method", "seed", "metric",
+                                                                         "value"]]
+    frames, seen = [], set()
+    for entry, _ in sorted(runs, key=lambda r: COMPARED_KINDS.index(r[0]["kind"])
+                           if r[0]["kind"] in COMPARED_KINDS else len(COMPARED_KINDS)):
+        key = (entry["dataset"], entry["method"], int(entry["seed"]))
+        if entry["kind"] not in COMPARED_KINDS or (entry.get("setting") or "") or key in seen:
+            continue
+        seen.add(key)
+        path = per_user_path(entry["path"])
+        if path.is_file():
+            try:
+                frames.append(per_user_frame(path, *key))
+            except DataError as exc:
+                raise AggregateError(str(exc)) from None
+    return values.reset_index(drop=True), (pd.concat(frames, ignore_index=True) if frames else None)
+
+
+def claim_methods(methods: Iterable[str], reference: str = "pmtrec") -> tuple[list[str], list[str]]:
+    """(claim 1's existing multi-task methods, claim 2's ablation variants) among ``methods``, from
+    the catalogue: trained methods on every task (not ``single``, ``task_set == "main"``; not the
+    baseline models), and the reference's variants; the controls in neither."""
+    from pmtrec.methods import entry
+
+    baselines, variants = [], []
+    for name in dict.fromkeys(methods):
+        e = entry(name)
+        if name == reference or name in CONTROLS:
+            continue
+        if e.base == reference:
+            variants.append(name)
+        elif e.kind == "method" and e.trains and e.task_set != "main":
+            baselines.append(name)
+    return baselines, variants
+
+
+def personalisation_flags(row_weights: pd.DataFrame, datasets: Iterable[str], reference: str = "pmtrec",
+                          margin: float = 0.01) -> pd.DataFrame:
+    """Claim 3's input per dataset (docs/statistics.md, "Claims"): the reference's main runs, user
+    activity groups, last epoch of each run, auxiliary weight = the summed row weight of every task
+    but the main one, averaged over seeds. ``flag``: True when its spread across the groups exceeds
+    ``margin`` x its mean and the least active group ("0") leans more on the auxiliary tasks than
+    the most active one (``diff`` = least - most active > 0); False when the weights do not differ
+    or lean the other way; None without row weights."""
+    from pmtrec.tasks import RecTask
+
+    cols = ["dataset", "flag", "aux_least", "aux_most", "diff", "spread_rel", "n_seeds", "note"]
+    rw = row_weights[(row_weights["kind"] == "main") & (row_weights["method"] == reference)
+                     & (row_weights["table"] == "user") & (row_weights["variant"] == "")]
+    rw = rw[rw["epoch"] == rw.groupby(["dataset", "seed"])["epoch"].transform("max")]
+    aux = (rw[rw["task"] != RecTask.name].groupby(["dataset", "seed", "group"])["weight"].sum()
+           .groupby(["dataset", "group"]).agg(["mean", "count"]).reset_index())
+    aux["g"] = pd.to_numeric(aux["group"], errors="coerce")
+    rows = []
+    for ds in dict.fromkeys(datasets):
+        a = aux[aux["dataset"] == ds].dropna(subset=["g", "mean"]).sort_values("g")
+        if len(a) < 2:
+            rows.append({"dataset": ds, "flag": None, "n_seeds": 0, "note": "no row weights of the reference"})
+            continue
+        least, most, mean = float(a["mean"].iloc[0]), float(a["mean"].iloc[-1]), float(a["mean"].mean())
+        spread = (float(a["mean"].max()) - float(a["mean"].min())) / mean if mean else float("nan")
+        differs = bool(spread > margin)
+        flag = differs and least > most
+        note = (f"aux. row weight, least vs most active users (last epoch, {int(a['count'].max())} seed(s)); "
+                + ("" if differs else f"spread across groups within {margin:.0%}: not personalised"))
+        rows.append({"dataset": ds, "flag": flag, "aux_least": least, "aux_most": most, "diff": least - most,
+                     "spread_rel": spread, "n_seeds": int(a["count"].max()), "note": note.rstrip("; ")})
+    return pd.DataFrame(rows, columns=cols)
+
+
+def overhead_ratios(efficiency: pd.DataFrame, datasets: Iterable[str], reference: str = "pmtrec",
+                    against: str = "ew") -> dict[str, float]:
+    """Claim 4's input: per dataset, the reference's median epoch time over its main runs / EW's
+    (NaN when either has none)."""
+    e = efficiency[(efficiency["kind"] == "main") & (efficiency["variant"] == "")]
+    med = e.groupby(["dataset", "method"])["epoch_time_s"].median()
+    out = {}
+    for ds in dict.fromkeys(datasets):
+        ref, base = med.get((ds, reference), float("nan")), med.get((ds, against), float("nan"))
+        out[ds] = float(ref) / float(base) if base and not pd.isna(base) and not pd.isna(ref) else float("nan")
+    return out
+
+
+def claims(comparisons: pd.DataFrame, methods: Iterable[str], row_weights: pd.DataFrame, efficiency: pd.DataFrame,
+           datasets: Iterable[str], reference: str = "pmtrec", margin: float = 0.01,
+           overhead_threshold: float = 1.5) -> pd.DataFrame:
+    """The claims table (:func:`pmtrec.study.comparisons.claims_table`) with claim 3's effect
+    (auxiliary weight, least - most active users) filled in."""
+    baselines, variants = claim_methods(methods, reference)
+    flags = personalisation_flags(row_weights, datasets, reference, margin)
+    table = cmp.claims_table(comparisons, baselines, variants,
+                             personalisation=dict(zip(flags["dataset"], flags["flag"])),
+                             overhead=overhead_ratios(efficiency, datasets, reference),
+                             overhead_threshold=overhead_threshold)
+    c3 = table["claim"] == 3
+    by = flags.set_index("dataset")
+    table.loc[c3, "diff"] = table.loc[c3, "dataset"].map(by["diff"]).astype(float)
+    table.loc[c3, "n_seeds"] = table.loc[c3, "dataset"].map(by["n_seeds"])
+    table.loc[c3, "against"] = "activity groups"
+    table.loc[c3 & (table["note"] != "not measured"), "note"] = table.loc[c3, "dataset"].map(by["note"])
+    return table
+
+
 # ---------------------------------------------------------------------------------------- main
 def entries_from_results(paths: Sequence[str | Path], results: dict | None = None) -> list[dict]:
     """The entry of each result file from its own ``labels`` (``pmtrec train --label``; the workflow
@@ -256,16 +383,34 @@ def entries_from_results(paths: Sequence[str | Path], results: dict | None = Non
     return entries
 
 
+def check_significance(min_seeds: Any, equivalence_margin: Any, n_resamples: Any) -> None:
+    """Refuse a bad ``significance`` setting before any work (one line naming the key)."""
+    def integer(x):
+        return isinstance(x, int) and not isinstance(x, bool)
+
+    if not integer(min_seeds) or min_seeds < 2:
+        raise AggregateError(f"significance.min_seeds must be an integer of at least 2, got {min_seeds!r}")
+    if isinstance(equivalence_margin, bool) or not isinstance(equivalence_margin, (int, float)) \
+            or not 0 < equivalence_margin < 1:
+        raise AggregateError(f"significance.equivalence_margin must lie in (0, 1), got {equivalence_margin!r}")
+    if not integer(n_resamples) or n_resamples < 1:
+        raise AggregateError(f"significance.n_resamples must be a positive integer, got {n_resamples!r}")
+
+
 def aggregate(entries: Sequence[Mapping[str, Any]], datasets: Mapping[str, str | Path] | None = None, *,
               reference: str = "pmtrec", exclude: Iterable[str] | None = None, select_metric: str = "ndcg@20",
               wilcoxon_min_n: int = 6, tune_metric: str = "ndcg@20",
               results: Mapping[str, dict] | None = None, probes: Sequence[str | Path | Mapping] = (),
-              maps: Mapping[str, str | Path] | None = None) -> dict[str, pd.DataFrame]:
+              maps: Mapping[str, str | Path] | None = None, min_seeds: int = 5,
+              equivalence_margin: float = 0.01, n_resamples: int = 9999,
+              overhead_threshold: float = 1.5) -> dict[str, pd.DataFrame]:
     """Build every table (see the module docstring). ``results`` (path -> dict) skips the reading;
     ``probes`` (probe JSONs, or entries labelling them) and ``maps`` (dataset -> map CSV) are the
-    embedding analysis's files (:mod:`pmtrec.analysis.tables`)."""
+    embedding analysis's files (:mod:`pmtrec.analysis.tables`); ``min_seeds``,
+    ``equivalence_margin`` and ``n_resamples`` are the comparisons' ``significance`` settings."""
     from pmtrec.analysis.tables import maps_table, probes_table
 
+    check_significance(min_seeds, equivalence_margin, n_resamples)
     runs = []
     for entry in entries:
         if entry["kind"] not in KINDS:
@@ -277,6 +422,15 @@ def aggregate(entries: Sequence[Mapping[str, Any]], datasets: Mapping[str, str |
         runs.append((dict(entry), result))
     runs_df = runs_table(runs)
     curves, row_weights, cosines = curves_tables(runs)
+    efficiency = efficiency_table(runs)
+    values, per_user = _compared_runs(runs, runs_df)
+    try:
+        comparisons = cmp.comparison_table(values, per_user, reference, min_seeds=min_seeds,
+                                           margin=equivalence_margin, n_resamples=n_resamples)
+        claims_df = claims(comparisons, values["method"], row_weights, efficiency,
+                           dict.fromkeys(values["dataset"]), reference, equivalence_margin, overhead_threshold)
+    except PmtrecError as exc:
+        raise AggregateError(str(exc)) from None
     return {
         "runs": runs_df,
         "summary": summary_table(runs_df),
@@ -285,7 +439,7 @@ def aggregate(entries: Sequence[Mapping[str, Any]], datasets: Mapping[str, str |
         "curves": curves,
         "row_weights": row_weights,
         "cosines": cosines,
-        "efficiency": efficiency_table(runs),
+        "efficiency": efficiency,
         "sensitivity": sensitivity_table(runs, runs_df),
         "ablation": ablation_table(runs_df, reference),
         "dataset_stats": dataset_stats_table(datasets or {}),
@@ -293,6 +447,8 @@ def aggregate(entries: Sequence[Mapping[str, Any]], datasets: Mapping[str, str |
         "probes": probes_table(probes),
         "embedding_maps": maps_table(maps or {}),
         "methods": methods_table(runs_df),
+        "comparisons": comparisons,
+        "claims": claims_df,
     }
 
 

@@ -127,6 +127,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--reference", default="pmtrec", help="the method tested against the best baseline")
     p.add_argument("--exclude", nargs="*", default=None, metavar="METHOD",
                    help="methods never taken as the best baseline (default: the baseline models)")
+    p.add_argument("--min-seeds", type=int, default=5,
+                   help="no p-value below this many paired seeds (the workflow's significance.min_seeds)")
+    p.add_argument("--equivalence-margin", type=float, default=0.01,
+                   help="equivalence (TOST) bounds: +- this fraction of the other method's mean")
+    p.add_argument("--n-resamples", type=int, default=9999, help="sign-flip resamples of the user-level test")
     p.add_argument("--plugins", metavar="MODULE", nargs="+", default=[],
                    help="import these modules first (plugin methods in the results)")
 
@@ -347,7 +352,9 @@ def cmd_report(args) -> int:
     _check_writable(args.out, "--out")
     work = Path(args.work) if args.work else Path(f"{args.out}.work")
     out = build_study_report(args.results, args.out, work, prepared=prepared, reference=args.reference,
-                             exclude=args.exclude)
+                             exclude=args.exclude,
+                             significance={"min_seeds": args.min_seeds, "equivalence_margin": args.equivalence_margin,
+                                           "n_resamples": args.n_resamples})
     _say(f"report written to {out} (tables and notebooks in {work})")
     return 0
 

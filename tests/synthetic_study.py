@@ -119,6 +119,25 @@ def fake_result(dataset: str, method: str, seed: int, quality: float, *, level: 
     }
 
 
+def fake_per_user(result_path: str | Path, dataset: str, method: str, seed: int, overall: dict,
+                  n_users: int) -> Path:
+    """The run's per-user test metrics file (pmtrec.training.per_user, the real writer): each user's
+    value is the run's overall value times a per-user difficulty (the same for every method of a
+    dataset, so methods are paired by user) and a little per-run noise, within [0, 1]."""
+    from types import SimpleNamespace
+
+    from pmtrec.training.per_user import METRICS, per_user_path, write_per_user
+
+    difficulty = np.random.default_rng(_stable(dataset)).lognormal(0.0, 0.5, n_users)
+    difficulty /= difficulty.mean()
+    rng = np.random.default_rng(_stable((dataset, method, seed, "users")))
+    per_user = {m: np.clip(overall[m] * difficulty * (1 + 0.05 * rng.standard_normal(n_users)), 0.0, 1.0)
+                for m in METRICS}
+    path = per_user_path(result_path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return write_per_user(path, SimpleNamespace(users=np.arange(n_users), per_user=per_user))
+
+
 def _prepared(folder: Path, name: str, n_users: int, n_items: int, rng: np.random.Generator) -> None:
     folder.mkdir(parents=True, exist_ok=True)
     # power-law-ish degrees
@@ -142,7 +161,7 @@ def synthetic_study(out_dir: str | Path, *, datasets: Sequence[str] = ("ciao", "
                     methods: Sequence[str] | None = None, seeds: Sequence[int] = (0, 1, 2, 3, 4),
                     variants: Sequence[str] | None = None, grid: dict | None = None,
                     dims: Sequence[int] = (16, 32, 64, 128), benchmarks: bool = True,
-                    wilcoxon_min_n: int = 6) -> dict[str, Path]:
+                    wilcoxon_min_n: int = 6, n_users: int = 200, n_resamples: int = 999) -> dict[str, Path]:
     """Write a fake study under ``out_dir``; returns {"tables": ..., "prepared": {dataset: dir}, ...}."""
     from pmtrec.aggregate import aggregate, write_tables
 
@@ -154,11 +173,15 @@ def synthetic_study(out_dir: str | Path, *, datasets: Sequence[str] = ("ciao", "
     quality = {m: _quality(m, rng) for m in methods + variants}
     entries, results, prepared = [], {}, {}
     bench_dir = out / "benchmarks"
+    results_dir = out / "results"
 
     def add(kind, dataset, method, seed, q, setting="", values=None, sweep=None, scale=1.0):
-        path = f"{kind}/{dataset}/{method}/{setting or 'main'}/seed{seed}.json"
+        rel = f"{kind}/{dataset}/{method}/{setting or 'main'}/seed{seed}.json"
+        path = str(results_dir / rel)
         level = 0.12 if dataset == datasets[0] else 0.08
         results[path] = fake_result(dataset, method, seed, q, level=level, scale=scale)
+        if kind in ("main", "ablation") and not setting:  # as `pmtrec train --out` writes them
+            fake_per_user(path, dataset, method, seed, results[path]["test"]["overall"], n_users)
         entry = {"kind": kind, "dataset": dataset, "method": method, "seed": seed, "setting": setting,
                  "path": path}
         if values is not None:
@@ -166,7 +189,7 @@ def synthetic_study(out_dir: str | Path, *, datasets: Sequence[str] = ("ciao", "
         if sweep:
             entry["sweep"] = sweep
         if benchmarks:
-            b = bench_dir / f"{path}.tsv"
+            b = bench_dir / f"{rel}.tsv"
             b.parent.mkdir(parents=True, exist_ok=True)
             r = results[path]
             b.write_text("s\th:m:s\tmax_rss\tmax_vms\tmax_uss\tmax_pss\tio_in\tio_out\tmean_load\tcpu_time\n"
@@ -200,11 +223,10 @@ def synthetic_study(out_dir: str | Path, *, datasets: Sequence[str] = ("ciao", "
         _prepared(prepared[d], f"synthetic-{d}", 400 + 300 * di, 500 + 200 * di, rng)
 
     tables = aggregate(entries, {d: str(p) for d, p in prepared.items()}, results=results,
-                       wilcoxon_min_n=wilcoxon_min_n)
+                       wilcoxon_min_n=wilcoxon_min_n, n_resamples=n_resamples)
     write_tables(tables, out / "tables")
-    results_dir = out / "results"
     for path, r in results.items():
-        p = results_dir / path
+        p = Path(path)
         p.parent.mkdir(parents=True, exist_ok=True)
         p.write_text(json.dumps(r))
     bench_csv = None

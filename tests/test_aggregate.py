@@ -264,3 +264,139 @@ def test_real_result_record_matches_the_schema():
     cfg = load_config(overrides=["dataset.synthetic.size=tiny", "train.method=mostpop", "train.progress=false"])
     result = json.loads(json.dumps(train(cfg, prepare_in_memory(cfg))))
     agg.validate_result(result, "mostpop")
+
+
+# ---- the comparisons and claims tables (per-user files beside the results) --------------------
+N_USERS = 300
+
+
+def per_user_study(tmp_path, seeds=(0, 1, 2, 3, 4), with_files=True, rows=True):
+    """Main runs of pmtrec (best), ew (clearly worse per user), uw (per-user ties with pmtrec
+    within 0.1%), single and mostpop, an ablation variant and the control pmtrec-shuffled, each
+    with its per-user file (unless ``with_files`` is false); pmtrec's epochs take 1.2x the others'."""
+    from types import SimpleNamespace
+
+    from pmtrec.training.per_user import per_user_path, write_per_user
+
+    rng = np.random.default_rng(1)
+    base_users = rng.uniform(0.05, 0.5, N_USERS)  # a user's difficulty, shared by every method
+    plan = {"pmtrec": ("main", 0.30, 1.00), "ew": ("main", 0.25, 0.80), "uw": ("main", 0.30, 1.0),
+            "single": ("main", 0.22, 0.75), "mostpop": ("main", 0.10, 0.30),
+            "pmtrec-no-focus": ("ablation", 0.28, 0.90), "pmtrec-shuffled": ("ablation", 0.20, 0.70)}
+    entries, results = [], {}
+    for method, (kind, test, factor) in plan.items():
+        for s in seeds:
+            e = entry(kind, method, s)
+            e["path"] = str(tmp_path / e["path"])
+            entries.append(e)
+            r = make_result(method, s, 0.2, test + 0.002 * s, rows=rows and method == "pmtrec")
+            r["epoch_time_s"] = 0.6 if method == "pmtrec" else 0.5
+            results[e["path"]] = r
+            if not with_files:
+                continue
+            noise = rng.normal(0, 1e-4, N_USERS) if method == "uw" else rng.normal(0, 0.01, N_USERS)
+            users = np.clip(base_users * factor + noise, 0, 1)
+            write_per_user(per_user_path(e["path"]), SimpleNamespace(
+                users=np.arange(N_USERS), per_user={"ndcg@20": users, "recall@20": np.clip(users * 1.2, 0, 1)}))
+    return entries, results
+
+
+def test_comparisons_from_per_user_files(tmp_path):
+    from statsmodels.stats.multitest import multipletests
+
+    entries, results = per_user_study(tmp_path)
+    t = agg.aggregate(entries, results=results, n_resamples=499)
+    c = t["comparisons"].set_index(["method", "metric"])
+    # every other method of the main and ablation runs, on both metrics
+    assert sorted(set(c.index.get_level_values("method"))) == sorted(
+        ["ew", "uw", "single", "mostpop", "pmtrec-no-focus", "pmtrec-shuffled"])
+    runs = t["runs"]
+    test = runs[(runs["split"] == "test") & (runs["metric"] == "ndcg@20")].set_index(["method", "seed"])["value"]
+    diffs = (test["pmtrec"] - test["ew"]).to_numpy()
+    ew = c.loc[("ew", "ndcg@20")]
+    assert ew["n_seeds"] == 5 and ew["n_users"] == N_USERS
+    assert ew["diff"] == pytest.approx(diffs.mean())
+    half = stats.t.ppf(0.975, 4) * diffs.std(ddof=1) / math.sqrt(5)
+    assert (ew["ci_low"], ew["ci_high"]) == pytest.approx((diffs.mean() - half, diffs.mean() + half))
+    assert ew["rel_pct"] == pytest.approx(100 * diffs.mean() / test["ew"].mean())
+    # Holm over every tested row of the table
+    assert c["p_holm"].to_numpy() == pytest.approx(multipletests(c["p_user"], method="holm")[1])
+    assert ew["verdict"] == "supported" and ew["p_holm"] < 0.05
+    assert c.loc[("uw", "ndcg@20"), "verdict"] == "equivalent"  # per-user ties within the 1% margin
+    assert set(t["comparisons"]["note"].fillna("")) == {""}
+
+
+def test_claims_from_the_comparisons(tmp_path):
+    entries, results = per_user_study(tmp_path)
+    t = agg.aggregate(entries, results=results, n_resamples=499)
+    cl = t["claims"]
+    c1 = cl[(cl["claim"] == 1) & (cl["metric"] == "ndcg@20")].iloc[0]
+    # the existing multi-task methods only: not single (main task only), mostpop or the control
+    assert c1["n_compared"] == 2 and c1["verdict"] == "equivalent" and c1["against"] == "uw"
+    c2 = cl[(cl["claim"] == 2) & (cl["metric"] == "ndcg@20")].iloc[0]
+    assert c2["n_compared"] == 1 and c2["against"] == "pmtrec-no-focus" and c2["verdict"] == "supported"
+    c3 = cl[cl["claim"] == 3].iloc[0]  # aux weight 0.4 (least active) vs 0.3 (most active)
+    assert c3["verdict"] == "supported" and c3["diff"] == pytest.approx(0.1)
+    c4 = cl[cl["claim"] == 4].iloc[0]
+    assert c4["verdict"] == "supported" and c4["diff"] == pytest.approx(0.6 / 0.5)
+    t = agg.aggregate(entries, results=results, n_resamples=499, overhead_threshold=1.1)
+    assert t["claims"].query("claim == 4")["verdict"].item() == "contradicted"
+
+
+def test_personalisation_claim_contradicted_or_unmeasured(tmp_path):
+    entries, results = per_user_study(tmp_path, seeds=(0,), with_files=False)
+    for r in results.values():
+        for ep in r["curves"]:
+            if "row_weight_by_user_group" in ep:  # the least active users lean less on the aux task
+                ep["row_weight_by_user_group"] = {"0": {"rec": 0.8, "social": 0.2}, "1": {"rec": 0.6, "social": 0.4}}
+    cl = agg.aggregate(entries, results=results)["claims"]
+    assert cl.query("claim == 3")["verdict"].item() == "contradicted"
+    assert cl.query("claim == 3")["diff"].item() == pytest.approx(-0.2)
+    entries, results = per_user_study(tmp_path, seeds=(0,), with_files=False, rows=False)
+    cl = agg.aggregate(entries, results=results)["claims"]
+    assert cl.query("claim == 3")["verdict"].item() == "inconclusive"
+
+
+def test_results_without_per_user_files_aggregate_untested(tmp_path):
+    entries, results = per_user_study(tmp_path, with_files=False)
+    t = agg.aggregate(entries, results=results)
+    c = t["comparisons"]
+    assert (c["n_seeds"] == 5).all() and c["ci_low"].notna().all()  # the seed interval is still given
+    assert set(c["note"]) == {"no per-user metrics: no test"} and c["p_holm"].isna().all()
+    assert set(c["verdict"]) == {"inconclusive"}
+
+
+def test_too_few_seeds_gives_intervals_but_no_p(tmp_path):
+    entries, results = per_user_study(tmp_path, seeds=(0, 1, 2))
+    t = agg.aggregate(entries, results=results)
+    c, cl = t["comparisons"], t["claims"]
+    assert set(c["note"]) == {"fewer than 5 seeds: no test"} and c["p_user"].isna().all()
+    assert c["ci_low"].notna().all()
+    assert set(cl.query("claim in (1, 2)")["verdict"]) == {"inconclusive (too few seeds)"}
+    # with min_seeds 3 the same runs are tested
+    t = agg.aggregate(entries, results=results, min_seeds=3, n_resamples=199)
+    assert t["comparisons"]["p_holm"].notna().all()
+
+
+@pytest.mark.parametrize("key, value, message", [
+    ("min_seeds", 1, "significance.min_seeds must be an integer of at least 2, got 1"),
+    ("equivalence_margin", 0.0, "significance.equivalence_margin must lie in (0, 1), got 0.0"),
+    ("n_resamples", 0, "significance.n_resamples must be a positive integer, got 0"),
+])
+def test_bad_significance_settings_are_refused(key, value, message):
+    e = entry("main", "ew", 0)
+    with pytest.raises(agg.AggregateError) as err:
+        agg.aggregate([e], results={e["path"]: make_result()}, **{key: value})
+    assert str(err.value) == message
+
+
+def test_malformed_per_user_file_is_refused_naming_it(tmp_path):
+    from pmtrec.training.per_user import per_user_path
+
+    entries, results = per_user_study(tmp_path, seeds=(0,), with_files=False)
+    bad = per_user_path(entries[0]["path"])
+    bad.parent.mkdir(parents=True, exist_ok=True)
+    bad.write_bytes(b"not a zip")
+    with pytest.raises(agg.AggregateError) as err:
+        agg.aggregate(entries, results=results)
+    assert str(err.value).startswith(f"{bad}: not a per-user metrics file") and "\n" not in str(err.value)

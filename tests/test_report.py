@@ -31,10 +31,11 @@ from pmtrec.report.section import read_section  # noqa: E402
 from pmtrec.report.tables import fmt_mean_std, fmt_pct, rank_marks, sig_marker  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
-NOTEBOOKS = ["01_datasets", "02_main_comparison", "03_ablation", "04_personalization", "05_training_dynamics",
-             "06_sensitivity", "07_efficiency"]
-SECTION_TITLES = ["Datasets", "Main comparison", "Ablation", "Personalization", "Training dynamics", "Sensitivity",
-                  "Efficiency"]
+NOTEBOOKS = ["00_claims", "01_datasets", "02_main_comparison", "03_ablation", "04_personalization",
+             "05_training_dynamics", "06_sensitivity", "07_efficiency"]
+SECTION_TITLES = ["Claims", "Datasets", "Main comparison", "Ablation", "Personalization", "Training dynamics",
+                  "Sensitivity", "Efficiency"]
+TABLE_ONLY = {"Claims"}  # sections without a figure
 
 
 # ------------------------------------------------------------------------------------ fixtures
@@ -139,7 +140,8 @@ def test_formatting():
 def test_main_table_marks(study):
     summary = load_table(study["tables"], "summary")
     sig = load_table(study["tables"], "significance")
-    table, reading = main_table(summary, sig, "alpha")
+    comparisons = load_table(study["tables"], "comparisons")
+    table, reading = main_table(summary, sig, "alpha", comparisons=comparisons)
     frame = table.to_frame()
     assert list(frame.columns) == ["Method", "Recall@10", "Recall@20", "Recall@50", "NDCG@10", "NDCG@20", "NDCG@50"]
     # synthetic PMTRec is best everywhere: bold in every metric column
@@ -148,6 +150,85 @@ def test_main_table_marks(study):
     assert frame["Method"].iloc[-1].startswith("Improv. vs")
     assert sum("__" in str(v) for v in frame["NDCG@20"]) >= 1  # a second best
     assert "rank 1 of 6 methods" in reading
+    # 3 seeds: no test, so no marker anywhere; the improvement row carries the seed interval
+    assert not any(c.sup for row in table.rows for c in row)
+    assert "No marker where untested (fewer than 5 seeds: no test)" in table.note
+    base = sig.loc[sig["dataset"] == "alpha", "baseline"].iloc[0]
+    c = comparisons.set_index(["dataset", "method", "metric"]).loc[("alpha", base, "ndcg@20")]
+    rel = [100 * c["ci_low"] / c["mean_other"], 100 * c["ci_high"] / c["mean_other"]]
+    assert frame["NDCG@20"].iloc[-1] == f"{c['rel_pct']:+.1f}% [{rel[0]:+.1f}, {rel[1]:+.1f}]"
+    assert "fewer than 5 seeds: no test" in reading
+
+
+def test_main_table_marks_only_holm_corrected_significance(study):
+    summary = load_table(study["tables"], "summary")
+    sig = load_table(study["tables"], "significance")
+    comparisons = load_table(study["tables"], "comparisons")
+    base = sig.loc[sig["dataset"] == "alpha", "baseline"].iloc[0]
+    tested = comparisons.copy()
+    at = (tested["dataset"] == "alpha") & (tested["method"] == base)
+    # NDCG@20 significant after Holm; Recall@20 significant before it (p_user) but not after
+    tested.loc[at, ["p_user", "p_holm"]] = [[0.001, 0.004] if m == "ndcg@20" else [0.01, 0.2]
+                                            for m in tested.loc[at, "metric"]]
+    table, reading = main_table(summary, sig, "alpha", comparisons=tested)
+    ref = next(r for r in table.rows if r[0].text.startswith(style.label("pmtrec")))
+    marks = dict(zip(table.columns[1:], [c.sup for c in ref[1:]]))
+    assert marks["NDCG@20"] == "**" and marks["Recall@20"] == ""
+    assert all(v == "" for k, v in marks.items() if k not in ("NDCG@20", "Recall@20"))  # not compared: none
+    assert "Holm-corrected" in table.note and "significant on 1 of 2 tested metrics" in reading
+    assert table.data.set_index(["method", "metric"]).loc[("pmtrec", "ndcg@20"), "p_holm"] == 0.004
+    # without the comparisons table: no marker at all
+    table, _ = main_table(summary, sig, "alpha")
+    assert not any(c.sup for row in table.rows for c in row)
+
+
+def test_claims_section(sections, study):
+    from pmtrec.report.claims import fmt_ci
+
+    claims = pd.read_csv(study["tables"] / "claims.csv")
+    sec = read_section(sections[NOTEBOOKS.index("00_claims")])
+    assert sec["title"] == "Claims"
+    tables = [i for i in sec["items"] if i["kind"] == "table"]
+    assert [t["id"] for t in tables] == [f"claim-{c}" for c in sorted(claims["claim"].unique())] == \
+        ["claim-1", "claim-2", "claim-3", "claim-4"]
+
+    def cells(item):
+        t = item["table"]
+        return [[c if isinstance(c, str) else c["t"] for c in row] for row in t["rows"]], t["columns"]
+
+    rows, cols = cells(tables[0])
+    c1 = claims[claims["claim"] == 1]
+    assert cols[:3] == ["Dataset", "Metric", "Verdict"] and len(rows) == len(c1)
+    # 3 seeds: every comparison untested, the interval still shown, the note says why
+    for row, want in zip(rows, c1.to_dict("records")):
+        assert row[cols.index("Verdict")] == want["verdict"] == "inconclusive (too few seeds)"
+        assert row[cols.index("95% CI")] == fmt_ci(want["ci_low"], want["ci_high"]) != "–"
+        assert row[cols.index("p (Holm)")] == "–"
+        assert row[cols.index("Note")] == "fewer than 5 seeds: no test"
+    assert "No p-value is given" in tables[0]["reading"] and f"of {len(c1)} dataset × metric cases" in \
+        tables[0]["reading"]
+    rows, cols = cells(tables[2])  # claim 3: the fake PMTRec gives its least active users more aux weight
+    assert {r[cols.index("Verdict")] for r in rows} == set(claims.query("claim == 3")["verdict"]) == {"supported"}
+    rows, cols = cells(tables[3])
+    ratios = claims.query("claim == 4")["diff"]
+    assert [r[cols.index("Effect")] for r in rows] == [f"{x:.2f}× EW" for x in ratios]
+
+
+def test_claim_table_with_tested_rows():
+    from pmtrec.report.claims import claim_table
+
+    claims = pd.DataFrame([{"claim": 1, "claim_text": "PMTRec beats", "dataset": "d", "metric": "ndcg@20",
+                            "verdict": "supported", "against": "ew", "diff": 0.0123, "ci_low": 0.01, "ci_high": 0.0146,
+                            "rel_pct": 4.56, "p_holm": 0.0004, "note": ""},
+                           {"claim": 1, "claim_text": "PMTRec beats", "dataset": "e", "metric": "ndcg@20",
+                            "verdict": "equivalent", "against": "uw", "diff": -0.0001, "ci_low": -0.001,
+                            "ci_high": 0.0008, "rel_pct": -0.05, "p_holm": 0.62, "note": ""}])
+    table, reading = claim_table(claims, 1)
+    frame = table.to_frame()
+    assert frame["Effect"].tolist() == ["+0.0123 (+4.6%)", "-0.0001 (-0.1%)"]
+    assert frame["95% CI"].tolist() == ["[+0.0100, +0.0146]", "[-0.0010, +0.0008]"]
+    assert frame["p (Holm)"].tolist() == ["<0.001", "0.620"]
+    assert reading == "Claim 1 (PMTRec beats): of 2 dataset × metric cases, 1 supported, 1 equivalent."
 
 
 # ------------------------------------------------------------------------------ sections + PDF
@@ -156,7 +237,7 @@ def test_sections_written(sections):
         sec = read_section(d)
         assert sec["title"] == title
         kinds = {i["kind"] for i in sec["items"]}
-        assert "figure" in kinds, f"{d.name}: no figure"
+        assert "figure" in kinds or title in TABLE_ONLY, f"{d.name}: no figure"
         for item in sec["items"]:
             if item["kind"] in ("figure", "table"):
                 assert item["reading"], f"{d.name}/{item['id']}: no reading"
@@ -247,13 +328,21 @@ def test_workflow_ci_config_pdf(tmp_path):
     row = summary[(summary["kind"] == "main") & (summary["method"] == "pmtrec") & (summary["split"] == "test")
                   & (summary["metric"] == "ndcg@20")].iloc[0]
     assert fmt_mean_std(row["mean"], row["std"]) in norm
+    # the Claims section opens the report; the CI study's 2 seeds are too few for any test
+    claims = pd.read_csv(work / "results" / "tables" / "claims.csv")
+    assert set(claims.query("claim in (1, 2)")["verdict"]) == {"inconclusive (too few seeds)"}
+    assert norm.index("1. Claims") < norm.index("2. Datasets")
+    assert "inconclusive (too few seeds)" in norm and "fewer than 5 seeds: no test" in norm
+    comparisons = pd.read_csv(work / "results" / "tables" / "comparisons.csv")
+    assert comparisons["ci_low"].notna().any() and comparisons["p_holm"].isna().all()
     # `pmtrec report` rebuilds the same tables and the PDF from the results folder alone, elsewhere
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
     proc = subprocess.run([sys.executable, "-m", "pmtrec", "report", str(work / "results"), "-o", "r.pdf"],
                           cwd=elsewhere, capture_output=True, text=True, timeout=900)
     assert proc.returncode == 0, proc.stderr[-3000:]
-    for name in ("summary", "significance", "runs", "ablation", "sensitivity", "tuning", "probes"):
+    for name in ("summary", "significance", "runs", "ablation", "sensitivity", "tuning", "probes", "comparisons",
+                 "claims"):
         assert (elsewhere / "r.pdf.work" / "tables" / f"{name}.csv").read_text() == \
             (work / "results" / "tables" / f"{name}.csv").read_text(), name
     again = re.sub(r"\s+", " ", pdf_text(elsewhere / "r.pdf"))
@@ -444,3 +533,13 @@ def test_pdf_has_no_mark_info_poppler_misreads(pdf):
     if shutil.which("pdfinfo"):
         proc = subprocess.run(["pdfinfo", str(pdf)], capture_output=True, text=True)
         assert proc.returncode == 0 and proc.stderr == ""
+
+
+def test_study_report_refuses_an_unknown_significance_option(tmp_path):
+    from pmtrec.report.study import build_study_report
+
+    with pytest.raises(ReportError) as err:
+        build_study_report([tmp_path], tmp_path / "r.pdf", tmp_path / "work", significance={"min_seed": 3})
+    assert str(err.value) == ("unknown significance option 'min_seed' (known: min_seeds, equivalence_margin, "
+                              "n_resamples)")
+    assert not (tmp_path / "work").exists()

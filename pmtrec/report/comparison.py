@@ -21,23 +21,29 @@ def sig_row(significance: pd.DataFrame, dataset: str, metric: str) -> dict | Non
     return None if s.empty else s.iloc[0].to_dict()
 
 
-def p_value(row: dict | None) -> tuple[float, str]:
-    """The p-value aggregate used (Wilcoxon when computed, else the paired t-test) and its name."""
-    if row is None:
-        return float("nan"), ""
-    w = row.get("wilcoxon_pvalue")
-    if w is not None and not (isinstance(w, float) and math.isnan(w)):
-        return float(w), "Wilcoxon signed-rank test"
-    t = row.get("t_pvalue")
-    return (float(t) if t is not None else float("nan")), "paired t-test"
+def cmp_row(comparisons: pd.DataFrame | None, dataset: str, method: str | None, metric: str) -> dict | None:
+    """The comparisons-table row of PMTRec against ``method`` (None when absent or not given)."""
+    if comparisons is None or method is None or comparisons.empty:
+        return None
+    c = comparisons[(comparisons["dataset"] == dataset) & (comparisons["method"] == method)
+                    & (comparisons["metric"] == metric)]
+    return None if c.empty else c.iloc[0].to_dict()
 
 
-def marker_for(row: dict | None) -> str:
-    """'*' when aggregate called the difference significant, '**' when also p < 0.01."""
-    if row is None or not bool(row.get("significant")):
-        return ""
-    p, _ = p_value(row)
-    return sig_marker(p) or "*"
+def holm_marker(row: dict | None) -> str:
+    """'*' / '**' only from the Holm-corrected p of the comparisons table (untested: none)."""
+    return "" if row is None else sig_marker(row.get("p_holm"))
+
+
+def fmt_improvement(row: dict | None) -> str:
+    """'+3.2% [+1.0, +5.4]': the relative effect and its 95% interval over seeds, in % of the baseline."""
+    if row is None or pd.isna(row.get("rel_pct")):
+        return "–"
+    text = f"{float(row['rel_pct']):+.1f}%"
+    base = row.get("mean_other")
+    if not pd.isna(row.get("ci_low")) and not pd.isna(base) and base:
+        text += f" [{100 * row['ci_low'] / base:+.1f}, {100 * row['ci_high'] / base:+.1f}]"
+    return text
 
 
 def best_baseline(significance: pd.DataFrame, dataset: str) -> str | None:
@@ -60,8 +66,12 @@ def _wide(df: pd.DataFrame, values: str, methods: list[str]) -> pd.DataFrame:
 
 
 def main_table(summary: pd.DataFrame, significance: pd.DataFrame, dataset: str,
-               metrics: list[str] | None = None) -> tuple[Table, str]:
-    """(table, reading) of every method x metric on ``dataset`` (test split, mean ± std over seeds)."""
+               metrics: list[str] | None = None, comparisons: pd.DataFrame | None = None) -> tuple[Table, str]:
+    """(table, reading) of every method x metric on ``dataset`` (test split, mean ± std over seeds).
+
+    The best baseline comes from ``significance`` (chosen on validation); the markers on PMTRec and
+    the improvement row's interval from ``comparisons`` (Holm-corrected user-level test, seed
+    interval): without it, no marker at all."""
     s = main_summary(summary, dataset)
     if s.empty:
         raise ReportError(f"summary.csv: no main-comparison test rows for dataset '{dataset}'")
@@ -78,25 +88,40 @@ def main_table(summary: pd.DataFrame, significance: pd.DataFrame, dataset: str,
         for m in metrics:
             c = columns[m][i]
             if method == REF:
-                c.sup = marker_for(sig_row(significance, dataset, m))
+                c.sup = holm_marker(cmp_row(comparisons, dataset, base, m))
             cells.append(c)
         table.add(cells, highlight=method == REF, rule=method == REF and i > 0)
-    test_name = ""
     if base is not None and REF in methods:
-        row = [Cell(f"Improv. vs {style.label(base)}", italic=True)]
+        row = [Cell(f"Improv. vs {style.label(base)} [95% CI]", italic=True)]
         for m in metrics:
-            r = sig_row(significance, dataset, m)
-            row.append(Cell(fmt_pct(r["rel_improvement"]) if r else "–", italic=True))
-            if r and not test_name:
-                test_name = p_value(r)[1]
+            r = cmp_row(comparisons, dataset, base, m)
+            if r is None:  # no comparison for this metric (only the tested ones): the point estimate
+                sr = sig_row(significance, dataset, m)
+                row.append(Cell(fmt_pct(sr["rel_improvement"]) if sr else "–", italic=True))
+            else:
+                row.append(Cell(fmt_improvement(r), italic=True))
         table.add(row, rule=True)
     n_text = _seed_text(nseeds)
     table.note = (f"Test split, mean ± std over {n_text}. Bold: best; underlined: second best (per column). "
                   + (f"Best baseline = highest mean validation NDCG@20 ({style.label(base)}). "
-                     f"Markers on PMTRec: {test_name} against it, * significant at α = 0.05, ** p < 0.01."
-                     if base else "") + deterministic_note(_deterministic(std)))
-    table.data = main_data(s, significance, dataset, metrics, methods, base)
-    return table, main_reading(summary, significance, dataset, metrics)
+                     + _marker_note(comparisons, dataset, base, metrics) if base else "")
+                  + deterministic_note(_deterministic(std)))
+    table.data = main_data(s, significance, dataset, metrics, methods, base, comparisons)
+    return table, main_reading(summary, significance, dataset, metrics, comparisons)
+
+
+def _marker_note(comparisons: pd.DataFrame | None, dataset: str, base: str, metrics: list[str]) -> str:
+    """What the markers mean, and why there are none when nothing was tested."""
+    rows = [r for r in (cmp_row(comparisons, dataset, base, m) for m in metrics) if r is not None]
+    if not rows:
+        return "No significance markers: no comparisons table row for this baseline."
+    text = ("Improvement: relative to it, with the 95% interval over seeds in %. Markers on PMTRec: paired "
+            "sign-flip test over users against it, Holm-corrected over every comparison of the study, "
+            "* p < 0.05, ** p < 0.01.")
+    untested = [str(r["note"]) for r in rows if pd.isna(r.get("p_holm")) and isinstance(r.get("note"), str)]
+    if untested:
+        text += f" No marker where untested ({untested[0]})."
+    return text
 
 
 def _deterministic(std: pd.DataFrame) -> list[str]:
@@ -106,18 +131,24 @@ def _deterministic(std: pd.DataFrame) -> list[str]:
 
 
 def main_data(s: pd.DataFrame, significance: pd.DataFrame, dataset: str, metrics: list[str],
-              methods: list[str], base: str | None) -> pd.DataFrame:
-    """The main table's numbers: one row per method and metric."""
+              methods: list[str], base: str | None, comparisons: pd.DataFrame | None = None) -> pd.DataFrame:
+    """The main table's numbers: one row per method and metric (PMTRec's rows: its comparison with
+    the best baseline, Holm-corrected p and the seed interval)."""
     d = s[s["metric"].isin(metrics)][["method", "metric", "mean", "std", "n"]].rename(columns={"n": "n_seeds"})
     d = rank_flags(d, ["metric"])
     sig = significance[significance["dataset"] == dataset].set_index("metric")
     sig = sig.reindex(columns=list(dict.fromkeys([*sig.columns, "significant", "rel_improvement"])))
     ref = d["method"] == REF
     d["best_baseline"] = d["method"] == base
-    d["significant"] = ref & (d["metric"].map(sig["significant"]) == True)  # noqa: E712 (NaN: not tested)
-    d["p_value"] = np.where(ref, d["metric"].map(lambda m: p_value(sig.loc[m].to_dict())[0] if m in sig.index
-                                                 else np.nan), np.nan)
+    comp = {m: cmp_row(comparisons, dataset, base, m) or {} for m in metrics}
+
+    def from_comp(key: str) -> np.ndarray:
+        return np.where(ref, d["metric"].map(lambda m: float(comp[m].get(key, np.nan))), np.nan)
+
+    d["p_holm"] = from_comp("p_holm")
+    d["significant"] = ref & (d["p_holm"] < 0.05)  # NaN (not tested): False
     d["rel_improvement"] = np.where(ref, d["metric"].map(sig["rel_improvement"]).astype(float), np.nan)
+    d["diff_ci_low"], d["diff_ci_high"] = from_comp("ci_low"), from_comp("ci_high")
     d.insert(1, "label", d["method"].map(style.label))
     order = {m: i for i, m in enumerate(methods)}
     d = d.assign(_o=d["method"].map(order), _k=d["metric"].map(metrics.index))
@@ -133,7 +164,8 @@ def _seed_text(nseeds: pd.Series) -> str:
     return f"{vals[0]}–{vals[-1]} seeds"
 
 
-def main_reading(summary: pd.DataFrame, significance: pd.DataFrame, dataset: str, metrics: list[str]) -> str:
+def main_reading(summary: pd.DataFrame, significance: pd.DataFrame, dataset: str, metrics: list[str],
+                 comparisons: pd.DataFrame | None = None) -> str:
     s = main_summary(summary, dataset)
     key = "ndcg@20" if "ndcg@20" in metrics else metrics[0]
     k = s[s["metric"] == key].set_index("method")["mean"].dropna().sort_values(ascending=False)
@@ -145,13 +177,19 @@ def main_reading(summary: pd.DataFrame, significance: pd.DataFrame, dataset: str
             f"rank {rank} of {len(k)} methods.")
     r = sig_row(significance, dataset, key)
     if r is not None:
-        p, test = p_value(r)
         rel = r["rel_improvement"]
         direction = "above" if rel >= 0 else "below"
-        sig = "significant" if bool(r["significant"]) else "not significant"
         text += (f" The best baseline (chosen on validation NDCG@20) is {style.label(r['baseline'])} with "
-                 f"{fmt_num(r['mean_baseline'])}, so PMTRec is {fmt_pct(abs(rel), sign=False)} {direction} it "
-                 f"({test} over {int(r['n'])} paired seeds, {fmt_p(p)}, {sig} at α = 0.05).")
+                 f"{fmt_num(r['mean_baseline'])}, so PMTRec is {fmt_pct(abs(rel), sign=False)} {direction} it")
+        c = cmp_row(comparisons, dataset, r["baseline"], key)
+        if c is None:
+            text += "."
+        elif pd.isna(c.get("p_holm")):
+            text += f" ({fmt_improvement(c)} with the 95% interval over seeds; {c['note']})."
+        else:
+            sig = "significant" if c["p_holm"] < 0.05 else "not significant"
+            text += (f" ({fmt_improvement(c)} with the 95% interval over seeds; user-level test Holm-corrected "
+                     f"{fmt_p(c['p_holm'])}, {sig} at α = 0.05).")
     wins = []
     for m in metrics:
         col = s[s["metric"] == m].set_index("method")["mean"].dropna()
@@ -162,10 +200,13 @@ def main_reading(summary: pd.DataFrame, significance: pd.DataFrame, dataset: str
     else:
         text += (f" PMTRec is best on {len(wins)} of the {len(metrics)} metrics"
                  + (f" ({', '.join(wins)})." if wins else "."))
-    sig_all = significance[(significance["dataset"] == dataset) & significance["metric"].isin(metrics)]
-    if not sig_all.empty:
-        n_sig = int(sig_all["significant"].astype(bool).sum())
-        text += f" The difference to the best baseline is significant on {n_sig} of {len(sig_all)} test metrics."
+    base = best_baseline(significance, dataset)
+    tested = [c for c in (cmp_row(comparisons, dataset, base, m) for m in metrics)
+              if c is not None and not pd.isna(c.get("p_holm"))]
+    if tested:
+        n_sig = sum(c["p_holm"] < 0.05 for c in tested)
+        text += (f" After the Holm correction the difference to the best baseline is significant on {n_sig} of "
+                 f"{len(tested)} tested metrics.")
     return text
 
 

@@ -40,6 +40,10 @@ REQUIRED_COLUMNS = {
     "dataset_stats": ["dataset", "users", "items", "interactions", "density"],
     "tuning": ["dataset", "method", "variant", "seed", "metric", "value", "selected"],
     "methods": ["method", "kind", "family", "label", "colour", "order"],
+    "comparisons": ["dataset", "reference", "method", "metric", "n_seeds", "diff", "ci_low", "ci_high", "rel_pct",
+                    "p_holm", "p_tost", "verdict", "note"],
+    "claims": ["claim", "claim_text", "dataset", "metric", "verdict", "against", "diff", "ci_low", "ci_high",
+               "rel_pct", "p_holm", "note"],
 }
 _HINT = "run the workflow's aggregate step first: snakemake --cores 1 tables"
 _METHODS_SEEN: set[Path] = set()

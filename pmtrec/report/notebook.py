@@ -16,7 +16,7 @@ from pmtrec.errors import PmtrecError
 
 # The report's notebooks (package data: pmtrec/report/notebooks/<name>.ipynb, also reachable as
 # notebooks/ at the repository root), in the PDF's order: the one list of them.
-NOTEBOOKS = ("01_datasets", "02_main_comparison", "03_ablation", "04_personalization", "05_training_dynamics",
+NOTEBOOKS = ("00_claims", "01_datasets", "02_main_comparison", "03_ablation", "04_personalization", "05_training_dynamics",
              "06_sensitivity", "07_efficiency", "08_embeddings")
 
 

@@ -10,31 +10,30 @@ package data: a non-editable install builds the report.
 from __future__ import annotations
 
 import json
+import logging
 from pathlib import Path
 from typing import Callable, Iterable, Mapping, Sequence
 
 from pmtrec.report.data import ReportError
 
 RESULT_SCHEMA = "pmtrec.result/1"
+# The workflow config's significance keys that `pmtrec report` passes on to pmtrec.aggregate.
+SIGNIFICANCE_KEYS = ("min_seeds", "equivalence_margin", "n_resamples")
 
 
 def find_results(folders: Iterable[str | Path]) -> list[Path]:
     """Result JSONs under the folders (files whose ``schema`` is a result record), sorted."""
-    out = []
+    from pmtrec.training.results import ResultError
+    from pmtrec.training.results import find_results as find
+
+    folders = [Path(f) for f in folders]
     for folder in folders:
-        folder = Path(folder)
         if not folder.is_dir():
             raise ReportError(f"{folder}: results folder not found")
-        for path in sorted(folder.rglob("*.json")):
-            try:
-                head = json.loads(path.read_text())
-            except (OSError, json.JSONDecodeError):
-                continue  # not ours; a broken result is refused by aggregate when it is one
-            if isinstance(head, dict) and head.get("schema") == RESULT_SCHEMA:
-                out.append(path)
-    if not out:
-        raise ReportError(f"no result JSONs (schema {RESULT_SCHEMA}) under {', '.join(map(str, folders))}")
-    return out
+    try:
+        return find(folders)
+    except ResultError as exc:
+        raise ReportError(str(exc)) from None
 
 
 def _prepared_dirs(results: Mapping[str, dict], roots: Sequence[Path],
@@ -58,10 +57,19 @@ def _prepared_dirs(results: Mapping[str, dict], roots: Sequence[Path],
 
 def build_study_report(folders: Sequence[str | Path], output: str | Path, work: str | Path, *,
                        prepared: Mapping[str, str | Path] | None = None, reference: str = "pmtrec",
-                       exclude: Sequence[str] | None = None, log: Callable[[str], None] = print) -> Path:
-    """Tables, executed notebooks and the PDF of the results under ``folders``; returns the PDF."""
+                       exclude: Sequence[str] | None = None, log: Callable[[str], None] | None = None,
+                       significance: Mapping[str, object] | None = None) -> Path:
+    """Tables, executed notebooks and the PDF of the results under ``folders``; returns the PDF.
+
+    ``significance``: the comparisons' settings (``min_seeds``, ``equivalence_margin``,
+    ``n_resamples``; the workflow config's ``significance`` keys), each defaulting as there."""
     import importlib.util
 
+    log = log or logging.getLogger(__name__).info
+    sig = dict(significance or {})
+    unknown = sorted(set(sig) - set(SIGNIFICANCE_KEYS))
+    if unknown:
+        raise ReportError(f"unknown significance option '{unknown[0]}' (known: {', '.join(SIGNIFICANCE_KEYS)})")
     missing = [m for m in ("papermill", "typst", "seaborn") if importlib.util.find_spec(m) is None]
     if missing:
         raise ReportError(f"the report needs the `report` extra (pip install 'pmtrec[report]'): "
@@ -85,7 +93,7 @@ def build_study_report(folders: Sequence[str | Path], output: str | Path, work: 
     maps = {p.stem: p for r in roots for p in sorted((r / "analysis" / "maps").glob("*.csv"))}
     log(f"{len(entries)} results, {len(datasets)} datasets, {len(probes)} probe files, {len(maps)} maps")
     tables = aggregate(entries, datasets, reference=reference, exclude=exclude, results=results, probes=probes,
-                       maps=maps)
+                       maps=maps, **sig)
     tables_dir = work / "tables"
     write_tables(tables, tables_dir)
     log(f"tables -> {tables_dir}")

@@ -1,14 +1,20 @@
-# Stage 3: train. One job per dataset x method x seed (`train`), and the tuning protocol:
-#   tune            every point of a method's grid (tune.grids.<method>) on seed tune.seed
-#   select_setting  the point with the best validation metric (tune.metric, NDCG@20)
+# Stage 3: train. One job per dataset x method x seed (`train`), and the tuning protocol
+# (docs/method.md, "Tuning protocol"):
+#   tune            each of a tuned method's tune.budget settings (drawn from tune.space: the shared
+#                   lr / l2 knobs x its own) on every tuning seed (tune.seeds, never a reported seed)
+#   select_setting  the setting with the best mean validation metric (tune.metric, NDCG@20)
 #                   -> results/tune/<dataset>/<method>/selected.yaml (a run-config fragment)
 #   train           the final seeds run with the selected setting (`--config selected.yaml`);
 #                   the test metrics of the study come only from these runs.
+# Every run reads the prepared folder of its seed's split (STUDY.data_dir: the fixed split, or with
+# split_seed: run the split seeded by the run's seed).
 #
 # Each job: `pmtrec train --device auto` (CUDA when there is a GPU, else the CPU), wrapped by
 # pmtrec.gpu_slots, which pins the job to a free slot of the least-loaded GPU on a workstation
-# (PMTREC_JOBS_PER_GPU slots per GPU, default 1; nothing without GPUs or under SLURM). A checkpoint is written every epoch so that a retried
-# job (preempted or timed out) resumes; it is deleted when the job succeeds. Main runs also save
+# (PMTREC_JOBS_PER_GPU slots per GPU, default 1; nothing without GPUs or under SLURM). A checkpoint
+# is written every epoch so that a retried job (preempted or timed out) resumes; it is deleted
+# when the job succeeds. Every run writes its per-user test metrics beside its result (`per_user`,
+# for the user-level tests of the comparisons table). Main runs also save
 # their best-epoch embedding tables beside the result (for rules probe and embedding_map); a
 # baseline model has none (rule train_without_embeddings), and tuning, ablation and sensitivity runs keep none.
 
@@ -26,11 +32,12 @@ TRAIN_SHELL = (
 rule train:
     """One run of the main comparison: dataset x method x seed, with its embedding tables."""
     input:
-        data=lambda wc: prepared_dir(wc.dataset),
+        data=lambda wc: STUDY.data_dir(wc.dataset, wc.seed),
         selected=lambda wc: selected_input(wc.dataset, wc.method),
     output:
         json=run_path("{dataset}", "{method}", "{seed}"),
         emb=emb_path("{dataset}", "{method}", "{seed}"),
+        per_user=per_user_of(run_path("{dataset}", "{method}", "{seed}")),
     log:
         f"{LOGS}/train/{{dataset}}/{{method}}/seed{{seed}}.log",
     benchmark:
@@ -62,6 +69,7 @@ use rule train as train_without_embeddings with:
         method="|".join(STUDY.untrained_methods()) or "(?!)",  # baseline models (never matches if none)
     output:
         json=run_path("{dataset}", "{method}", "{seed}"),
+        per_user=per_user_of(run_path("{dataset}", "{method}", "{seed}")),
 
 
 ruleorder: train_without_embeddings > train
@@ -69,25 +77,28 @@ ruleorder: train_without_embeddings > train
 
 use rule train as tune with:
     input:
-        data=lambda wc: prepared_dir(wc.dataset),
+        data=lambda wc: STUDY.data_dir(wc.dataset, wc.seed),
     output:
-        json=tune_path("{dataset}", "{method}", "{point}"),
+        json=tune_path("{dataset}", "{method}", "{point}", "{seed}"),
+        per_user=per_user_of(tune_path("{dataset}", "{method}", "{point}", "{seed}")),
     log:
-        f"{LOGS}/tune/{{dataset}}/{{method}}/{{point}}.log",
+        f"{LOGS}/tune/{{dataset}}/{{method}}/{{point}}/seed{{seed}}.log",
     benchmark:
-        bench_path("tune", "{dataset}", "{method}", "{point}")
+        bench_path("tune", "{dataset}", "{method}", "{point}", "seed{seed}")
     params:
         method=lambda wc: wc.method,
-        seed=STUDY.tune_seed,
+        seed=lambda wc: int(wc.seed),
         config="",
         sets=lambda wc: tune_params(wc)["sets"],
-        labels=lambda wc: STUDY.labels("tune", wc.dataset, wc.method, point=wc.point),
+        labels=lambda wc: STUDY.labels("tune", wc.dataset, wc.method, wc.seed, wc.point),
         embeddings="",
-        checkpoint=lambda wc: checkpoint_path("tune", f"{wc.dataset}/{wc.method}/{wc.point}-{tune_params(wc)['tag']}"),
+        checkpoint=lambda wc: checkpoint_path(
+            "tune", f"{wc.dataset}/{wc.method}/{wc.point}/seed{wc.seed}-{tune_params(wc)['tag']}"
+        ),
 
 
 rule select_setting:
-    """The grid point of a method with the best validation metric on the tuning seed."""
+    """The setting of a method with the best mean validation metric over the tuning seeds."""
     input:
         lambda wc: STUDY.tune_runs(wc.dataset, wc.method),
     output:
@@ -95,7 +106,7 @@ rule select_setting:
     log:
         f"{LOGS}/select_setting/{{dataset}}/{{method}}.log",
     params:
-        points=lambda wc: {tune_path(wc.dataset, wc.method, p): v for p, v in STUDY.points[wc.method].items()},
+        points=lambda wc: STUDY.tune_points(wc.dataset, wc.method),
         fixed=lambda wc: STUDY.fixed_params(wc.method),
         metric=config["tune"]["metric"],
     conda:

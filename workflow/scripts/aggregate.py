@@ -17,7 +17,8 @@ try:
     tables = aggregate(entries, sm.params.datasets, reference=sig["reference"], exclude=sig["exclude"],
                        select_metric=sig["select_metric"], wilcoxon_min_n=sig["wilcoxon_min_n"],
                        tune_metric=sm.params.tune_metric, results=results, probes=list(sm.input.probes),
-                       maps=sm.params.maps)
+                       maps=sm.params.maps, min_seeds=sig["min_seeds"],
+                       equivalence_margin=sig["equivalence_margin"], n_resamples=sig["n_resamples"])
 except PmtrecError as exc:
     print(f"pmtrec: error: {exc}")
     raise SystemExit(1)
