@@ -7,7 +7,6 @@ import math
 
 import pytest
 import torch
-from torch.overrides import TorchFunctionMode
 
 from conftest import tiny_config
 from pmtrec.errors import ConfigError
@@ -15,6 +14,7 @@ from pmtrec.methods import StepContext, build_method, entry
 from pmtrec.methods.base import RowGradients
 from pmtrec.methods.pmtrec import PMTRec, shuffle_row_weights
 from pmtrec.train import Trainer
+from test_pmtrec import _CountTorchCalls  # the torch-op counter of PMTRec's own vectorisation test
 
 TASKS = ("rec", "social", "category", "coview")
 QUIET = lambda *_: None  # noqa: E731
@@ -194,16 +194,6 @@ def test_shuffle_is_a_permutation_within_groups():
     assert all(key(int(s)) == key(r) for r, s in enumerate(src))   # within table and task set
     assert torch.equal(out, w[:, src])                              # whole vectors move together
     assert float((src != torch.arange(500)).float().mean()) > 0.5  # and most of them do move
-
-
-class _CountTorchCalls(TorchFunctionMode):
-    def __init__(self):
-        super().__init__()
-        self.calls = 0
-
-    def __torch_function__(self, func, types, args=(), kwargs=None):
-        self.calls += 1
-        return func(*args, **(kwargs or {}))
 
 
 def test_shuffle_has_no_python_loop_over_rows():
