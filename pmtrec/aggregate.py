@@ -5,7 +5,7 @@ saying what the run is (the result JSON itself says which method and seed it ran
 which workflow dataset name, stage or hyperparameter setting it belongs to)::
 
     {"kind": "main" | "tune" | "ablation" | "sensitivity", "dataset": "ciao", "method": "pmtrec",
-     "seed": 0, "setting": "" | "focus_max=0.5,tau=1.0", "values": {...grid values...},
+     "seed": 0, "setting": "" | "focus_max=0.5+tau=1.0", "values": {...grid values...},
      "sweep": "grid" | "dim" (sensitivity only), "path": "results/...json",
      "benchmark": "benchmarks/runs/...tsv" (optional)}
 

@@ -183,3 +183,11 @@ def test_a_bad_tuning_config_fails_with_one_line_naming_the_key(name, edit, key,
     line = str(info.value)
     assert "\n" not in line and line.startswith(f"config key '{key}'"), line
     assert words in line, line
+
+
+def test_setting_names_have_no_comma():
+    """A SLURM job names its own target with Snakemake's --target-jobs, which splits on commas."""
+    from pmtrec.study.grid import slug
+
+    assert slug({"train.l2": 1e-4, "focus_max": 0.5}) == "focus_max=0.5+train.l2=0.0001"
+    assert "," not in slug({"a": [1, 2], "b": "x,y"})

@@ -26,14 +26,15 @@ def set_args(pairs) -> str:
 
 
 def slug(values: dict) -> str:
-    """A readable, stable path component for a grid point: 'focus_max=0.5,tau=1.0'."""
+    """A readable, stable path component for a grid point: 'focus_max=0.5+tau=1.0'. No comma:
+    Snakemake's --target-jobs (how a SLURM job names its own job) splits wildcard values on commas."""
     def fmt(v):
         if isinstance(v, (list, tuple)):
             return "_".join(fmt(x) for x in v)
         text = v if isinstance(v, str) else json.dumps(v, sort_keys=True, separators=(",", ":"))
         return re.sub(r"[^A-Za-z0-9_.+-]", "_", text)
 
-    return ",".join(f"{k}={fmt(values[k])}" for k in sorted(values)) or "default"
+    return "+".join(f"{k}={fmt(values[k])}" for k in sorted(values)) or "default"
 
 
 def canon(obj):

@@ -1,7 +1,7 @@
 # Stage 5: sensitivity.
 #   * sensitivity.grid: sensitivity.method (PMTRec) over the Cartesian product of the grid (tau x
 #     focus_max), the other hyperparameters at the method's fixed `method_params` (not tuned);
-#     point names like "focus_max=0.5,tau=1.0".
+#     point names like "focus_max=0.5+tau=1.0".
 #   * sensitivity.dim: each of sensitivity.dim_methods at every embedding size, otherwise exactly
 #     as in the main comparison (selected setting when tuned); point names like "model.dim=32".
 
