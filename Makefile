@@ -18,7 +18,7 @@ setup: $(VENV)/.installed
 
 # The test suite (what CI runs).
 test: setup
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q --durations=15
 
 # The main job: the whole default study (synthetic data) from raw data to the PDF report.
 demo: setup

@@ -47,6 +47,15 @@ comparisons.csv     per dataset, other method and test metric: the reference aga
                     (:func:`pmtrec.study.comparisons.comparison_table`; docs/statistics.md)
 claims.csv          the verdict on each claim of the paper per dataset (and metric), generated from
                     comparisons, row_weights and efficiency (:func:`claims`)
+convergence.csv     per kind, dataset and method: runs, the share stopped by the epoch cap and the
+                    share whose best epoch was the last, flagged above 10%
+                    (:func:`pmtrec.study.diagnostics.convergence_table`)
+headroom.csv        per dataset, test metric and user-activity group: the best method there, and the
+                    per-group oracle (group "all") against the best method overall (main methods
+                    but ``exclude``; :func:`pmtrec.study.diagnostics.headroom_table`)
+tuning_protocol.csv the tuning protocol: settings, seeds and knob values run per dataset and method,
+                    and (``protocol`` given) the declared budget, spaces and development-time tuning
+                    (:func:`pmtrec.study.tuning.protocol_table`)
 ==================  ===========================================================================
 """
 
@@ -61,10 +70,12 @@ from pmtrec.data.store import read_stats
 from pmtrec.errors import DataError, PmtrecError
 from pmtrec.io import atomic_path
 from pmtrec.training.results import ResultError, load_result, validate_result  # noqa: F401
-from pmtrec.study.tuning import select_setting, setting_config  # noqa: F401
+from pmtrec.study.tuning import protocol_table, select_setting, setting_config  # noqa: F401
+from pmtrec.study.diagnostics import convergence_table, headroom_table
 from pmtrec.study import comparisons as cmp
 from pmtrec.training.per_user import per_user_frame, per_user_path
 from pmtrec.study.statistics import (_frame, _num, _sort_metrics, _summarise, ablation_table,  # noqa: F401
+                                     CONTROLS, baseline_models,
                                      best_baselines, metric_key, significance_table, summary_table)
 
 __all__ = [
@@ -74,7 +85,7 @@ __all__ = [
 
 TABLES = ("runs", "summary", "significance", "groups", "curves", "row_weights", "cosines", "efficiency",
           "sensitivity", "ablation", "dataset_stats", "tuning", "probes", "embedding_maps", "methods",
-          "comparisons", "claims")
+          "comparisons", "claims", "convergence", "headroom", "tuning_protocol")
 KINDS = ("main", "tune", "ablation", "sensitivity")
 SPLITS = ("valid", "test")
 CURVE_METRICS = ("ndcg@20", "recall@20")
@@ -167,14 +178,15 @@ def efficiency_table(runs: list[tuple[dict, dict]]) -> pd.DataFrame:
         mem = result["memory"]
         rows.append({**_run_id(entry), "device": result["device"], "tasks": len(result["tasks"]),
                      "epochs_run": result["epochs_run"], "best_epoch": result["best_epoch"],
-                     "epoch_time_s": result["epoch_time_s"], "wall_time_s": result["wall_time_s"],
+                     "stopped_by": result.get("stopped_by", "none"), "epoch_time_s": result["epoch_time_s"], "wall_time_s": result["wall_time_s"],
                      "skipped_batches": int(result.get("skipped_batches", 0)),
                      "host_peak_rss_mb": _num(mem.get("host_peak_rss_mb")),
                      "device_peak_mb": _num(mem.get("device_peak_mb")),
                      **{"bench_s": float("nan"), "bench_max_rss_mb": float("nan"),
                         "bench_cpu_time_s": float("nan"), "bench_mean_load": float("nan")},
                      **read_benchmark(entry.get("benchmark"))})
-    return _frame(rows, RUN_KEYS + ["device", "tasks", "epochs_run", "best_epoch", "epoch_time_s", "wall_time_s",
+    return _frame(rows, RUN_KEYS + ["device", "tasks", "epochs_run", "best_epoch", "stopped_by", "epoch_time_s",
+                                    "wall_time_s",
                                     "skipped_batches", "host_peak_rss_mb", "device_peak_mb", "bench_s", "bench_max_rss_mb",
                                     "bench_cpu_time_s", "bench_mean_load"])
 
@@ -240,9 +252,6 @@ def methods_table(runs_df: pd.DataFrame) -> pd.DataFrame:
 
 
 # ------------------------------------------------------------------- comparisons and claims
-# The controls (pmtrec.methods.controls) test how PMTRec works, they are no "existing method" and
-# no PMTRec module; the catalogue has no flag for them, hence the names.
-CONTROLS = ("static-schedule", "pmtrec-shuffled")
 COMPARED_KINDS = ("main", "ablation")
 
 
@@ -294,33 +303,46 @@ def personalisation_flags(row_weights: pd.DataFrame, datasets: Iterable[str], re
                           margin: float = 0.01) -> pd.DataFrame:
     """Claim 3's input per dataset (docs/statistics.md, "Claims"): the reference's main runs, user
     activity groups, last epoch of each run, auxiliary weight = the summed row weight of every task
-    but the main one, averaged over seeds. ``flag``: True when its spread across the groups exceeds
-    ``margin`` x its mean and the least active group ("0") leans more on the auxiliary tasks than
-    the most active one (``diff`` = least - most active > 0); False when the weights do not differ
-    or lean the other way; None without row weights."""
+    but the main one. Per seed, ``diff`` = least (group "0") - most active group; over seeds its
+    mean and 95% t interval (:func:`pmtrec.study.comparisons.seed_interval`).
+
+    ``flag``: True when the mean weights' spread across the groups exceeds ``margin`` x their mean
+    and the interval of ``diff`` lies above 0 (the least active lean more on the auxiliary tasks, on
+    every reading of the seeds); False when the weights do not differ or the interval lies below 0;
+    None (inconclusive) when the interval contains 0 or there is one seed; None without row weights."""
     from pmtrec.tasks import RecTask
 
-    cols = ["dataset", "flag", "aux_least", "aux_most", "diff", "spread_rel", "n_seeds", "note"]
+    cols = ["dataset", "flag", "aux_least", "aux_most", "diff", "ci_low", "ci_high", "spread_rel", "n_seeds", "note"]
     rw = row_weights[(row_weights["kind"] == "main") & (row_weights["method"] == reference)
                      & (row_weights["table"] == "user") & (row_weights["variant"] == "")]
     rw = rw[rw["epoch"] == rw.groupby(["dataset", "seed"])["epoch"].transform("max")]
-    aux = (rw[rw["task"] != RecTask.name].groupby(["dataset", "seed", "group"])["weight"].sum()
-           .groupby(["dataset", "group"]).agg(["mean", "count"]).reset_index())
-    aux["g"] = pd.to_numeric(aux["group"], errors="coerce")
+    per_seed = rw[rw["task"] != RecTask.name].groupby(["dataset", "seed", "group"])["weight"].sum().reset_index()
+    per_seed["g"] = pd.to_numeric(per_seed["group"], errors="coerce")
+    per_seed = per_seed.dropna(subset=["g", "weight"])
     rows = []
     for ds in dict.fromkeys(datasets):
-        a = aux[aux["dataset"] == ds].dropna(subset=["g", "mean"]).sort_values("g")
-        if len(a) < 2:
+        a = per_seed[per_seed["dataset"] == ds]
+        means = a.groupby("g")["weight"].mean().sort_index()
+        if len(means) < 2:
             rows.append({"dataset": ds, "flag": None, "n_seeds": 0, "note": "no row weights of the reference"})
             continue
-        least, most, mean = float(a["mean"].iloc[0]), float(a["mean"].iloc[-1]), float(a["mean"].mean())
-        spread = (float(a["mean"].max()) - float(a["mean"].min())) / mean if mean else float("nan")
+        wide = a.pivot(index="seed", columns="g", values="weight")
+        d = (wide[means.index[0]] - wide[means.index[-1]]).dropna()
+        iv = cmp.seed_interval(d, pd.Series(0.0, index=d.index))
+        least, most, mean = float(means.iloc[0]), float(means.iloc[-1]), float(means.mean())
+        spread = (float(means.max()) - float(means.min())) / mean if mean else float("nan")
         differs = bool(spread > margin)
-        flag = differs and least > most
-        note = (f"aux. row weight, least vs most active users (last epoch, {int(a['count'].max())} seed(s)); "
-                + ("" if differs else f"spread across groups within {margin:.0%}: not personalised"))
-        rows.append({"dataset": ds, "flag": flag, "aux_least": least, "aux_most": most, "diff": least - most,
-                     "spread_rel": spread, "n_seeds": int(a["count"].max()), "note": note.rstrip("; ")})
+        if not differs or iv["ci_high"] < 0:
+            flag, why = False, ("" if differs else f"spread across groups within {margin:.0%}: not personalised")
+        elif iv["ci_low"] > 0:
+            flag, why = True, ""
+        else:
+            flag = None
+            why = "one seed: no interval" if iv["n"] < 2 else "the seed interval of the difference contains 0"
+        note = f"aux. row weight, least vs most active users (last epoch, {iv['n']} seed(s))" + (f"; {why}" if why else "")
+        rows.append({"dataset": ds, "flag": flag, "aux_least": least, "aux_most": most, "diff": iv["diff"],
+                     "ci_low": iv["ci_low"], "ci_high": iv["ci_high"], "spread_rel": spread, "n_seeds": iv["n"],
+                     "note": note})
     return pd.DataFrame(rows, columns=cols)
 
 
@@ -350,10 +372,11 @@ def claims(comparisons: pd.DataFrame, methods: Iterable[str], row_weights: pd.Da
                              overhead_threshold=overhead_threshold)
     c3 = table["claim"] == 3
     by = flags.set_index("dataset")
-    table.loc[c3, "diff"] = table.loc[c3, "dataset"].map(by["diff"]).astype(float)
+    for col in ("diff", "ci_low", "ci_high"):
+        table.loc[c3, col] = table.loc[c3, "dataset"].map(by[col]).astype(float)
     table.loc[c3, "n_seeds"] = table.loc[c3, "dataset"].map(by["n_seeds"])
     table.loc[c3, "against"] = "activity groups"
-    table.loc[c3 & (table["note"] != "not measured"), "note"] = table.loc[c3, "dataset"].map(by["note"])
+    table.loc[c3, "note"] = table.loc[c3, "dataset"].map(by["note"])
     return table
 
 
@@ -403,14 +426,17 @@ def aggregate(entries: Sequence[Mapping[str, Any]], datasets: Mapping[str, str |
               results: Mapping[str, dict] | None = None, probes: Sequence[str | Path | Mapping] = (),
               maps: Mapping[str, str | Path] | None = None, min_seeds: int = 5,
               equivalence_margin: float = 0.01, n_resamples: int = 9999,
-              overhead_threshold: float = 1.5) -> dict[str, pd.DataFrame]:
+              overhead_threshold: float = 1.5, protocol: Mapping[str, Any] | None = None) -> dict[str, pd.DataFrame]:
     """Build every table (see the module docstring). ``results`` (path -> dict) skips the reading;
     ``probes`` (probe JSONs, or entries labelling them) and ``maps`` (dataset -> map CSV) are the
     embedding analysis's files (:mod:`pmtrec.analysis.tables`); ``min_seeds``,
-    ``equivalence_margin`` and ``n_resamples`` are the comparisons' ``significance`` settings."""
+    ``equivalence_margin`` and ``n_resamples`` are the comparisons' ``significance`` settings;
+    ``protocol`` is the study plan's declared tuning protocol (``Study.tuning_protocol()``)."""
     from pmtrec.analysis.tables import maps_table, probes_table
 
     check_significance(min_seeds, equivalence_margin, n_resamples)
+    exclude = None if exclude is None else list(exclude)
+    out_of_race = set(baseline_models() if exclude is None else exclude) | set(CONTROLS)  # of the headroom
     runs = []
     for entry in entries:
         if entry["kind"] not in KINDS:
@@ -424,6 +450,8 @@ def aggregate(entries: Sequence[Mapping[str, Any]], datasets: Mapping[str, str |
     curves, row_weights, cosines = curves_tables(runs)
     efficiency = efficiency_table(runs)
     values, per_user = _compared_runs(runs, runs_df)
+    groups = groups_table(runs)
+    tuning = tuning_table(runs, tune_metric)
     try:
         comparisons = cmp.comparison_table(values, per_user, reference, min_seeds=min_seeds,
                                            margin=equivalence_margin, n_resamples=n_resamples)
@@ -435,7 +463,7 @@ def aggregate(entries: Sequence[Mapping[str, Any]], datasets: Mapping[str, str |
         "runs": runs_df,
         "summary": summary_table(runs_df),
         "significance": significance_table(runs_df, reference, exclude, select_metric, wilcoxon_min_n),
-        "groups": groups_table(runs),
+        "groups": groups,
         "curves": curves,
         "row_weights": row_weights,
         "cosines": cosines,
@@ -443,12 +471,15 @@ def aggregate(entries: Sequence[Mapping[str, Any]], datasets: Mapping[str, str |
         "sensitivity": sensitivity_table(runs, runs_df),
         "ablation": ablation_table(runs_df, reference),
         "dataset_stats": dataset_stats_table(datasets or {}),
-        "tuning": tuning_table(runs, tune_metric),
+        "tuning": tuning,
         "probes": probes_table(probes),
         "embedding_maps": maps_table(maps or {}),
         "methods": methods_table(runs_df),
         "comparisons": comparisons,
         "claims": claims_df,
+        "convergence": convergence_table(efficiency),
+        "headroom": headroom_table(groups, [m for m in dict.fromkeys(groups["method"]) if m not in out_of_race]),
+        "tuning_protocol": protocol_table(tuning, protocol),
     }
 
 

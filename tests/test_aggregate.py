@@ -343,15 +343,41 @@ def test_claims_from_the_comparisons(tmp_path):
     assert t["claims"].query("claim == 4")["verdict"].item() == "contradicted"
 
 
-def test_personalisation_claim_contradicted_or_unmeasured(tmp_path):
-    entries, results = per_user_study(tmp_path, seeds=(0,), with_files=False)
+def _set_row_weights(results, aux_by_seed):
+    """PMTRec's user row weights of every epoch: (least, most active) group's social weight per seed."""
     for r in results.values():
+        least, most = aux_by_seed.get(int(r["seed"]), (None, None))
         for ep in r["curves"]:
-            if "row_weight_by_user_group" in ep:  # the least active users lean less on the aux task
-                ep["row_weight_by_user_group"] = {"0": {"rec": 0.8, "social": 0.2}, "1": {"rec": 0.6, "social": 0.4}}
-    cl = agg.aggregate(entries, results=results)["claims"]
-    assert cl.query("claim == 3")["verdict"].item() == "contradicted"
-    assert cl.query("claim == 3")["diff"].item() == pytest.approx(-0.2)
+            if "row_weight_by_user_group" in ep:
+                ep["row_weight_by_user_group"] = {"0": {"rec": 1 - least, "social": least},
+                                                  "1": {"rec": 1 - most, "social": most}}
+
+
+def test_personalisation_claim_seed_rule(tmp_path):
+    # the least active users lean less on the aux task on every seed: the interval lies below 0
+    entries, results = per_user_study(tmp_path, seeds=(0, 1, 2), with_files=False)
+    _set_row_weights(results, {0: (0.2, 0.4), 1: (0.25, 0.4), 2: (0.15, 0.4)})
+    c3 = agg.aggregate(entries, results=results)["claims"].query("claim == 3").iloc[0]
+    assert c3["verdict"] == "contradicted" and c3["diff"] == pytest.approx(-0.2)
+    half = stats.t.ppf(0.975, 2) * np.std([-0.2, -0.15, -0.25], ddof=1) / np.sqrt(3)
+    assert (c3["ci_low"], c3["ci_high"]) == pytest.approx((-0.2 - half, -0.2 + half))
+    # the seeds disagree: the interval contains 0
+    _set_row_weights(results, {0: (0.6, 0.4), 1: (0.2, 0.4), 2: (0.5, 0.4)})
+    c3 = agg.aggregate(entries, results=results)["claims"].query("claim == 3").iloc[0]
+    assert c3["verdict"] == "inconclusive" and "contains 0" in c3["note"] and c3["diff"] == pytest.approx(0.1 / 3)
+    # they agree the other way: supported
+    _set_row_weights(results, {0: (0.6, 0.4), 1: (0.55, 0.4), 2: (0.5, 0.4)})
+    assert agg.aggregate(entries, results=results)["claims"].query("claim == 3")["verdict"].item() == "supported"
+    # one seed: no interval, no verdict
+    entries, results = per_user_study(tmp_path, seeds=(0,), with_files=False)
+    _set_row_weights(results, {0: (0.2, 0.4)})
+    c3 = agg.aggregate(entries, results=results)["claims"].query("claim == 3").iloc[0]
+    assert c3["verdict"] == "inconclusive" and "one seed" in c3["note"] and c3["diff"] == pytest.approx(-0.2)
+    # equal weights in every group: not personalised, whatever the seeds say
+    entries, results = per_user_study(tmp_path, seeds=(0, 1), with_files=False)
+    _set_row_weights(results, {0: (0.3, 0.3), 1: (0.3, 0.3)})
+    c3 = agg.aggregate(entries, results=results)["claims"].query("claim == 3").iloc[0]
+    assert c3["verdict"] == "contradicted" and "not personalised" in c3["note"]
     entries, results = per_user_study(tmp_path, seeds=(0,), with_files=False, rows=False)
     cl = agg.aggregate(entries, results=results)["claims"]
     assert cl.query("claim == 3")["verdict"].item() == "inconclusive"

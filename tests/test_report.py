@@ -387,6 +387,42 @@ def test_efficiency_section_has_the_bench_targets_table(sections):
                                                        "(1.40× against ≤ 1.2×).")
 
 
+def test_study_cost_table_adds_up_cpu_seconds_per_stage_and_dataset():
+    from pmtrec.report import efficiency
+
+    def run(kind, dataset, method, cpu, epochs=10, bench_s=float("nan")):
+        return {"kind": kind, "dataset": dataset, "method": method, "device": "cpu", "epochs_run": epochs,
+                "epoch_time_s": 0.5 if epochs else 0.0, "wall_time_s": 9.0, "bench_s": bench_s,
+                "bench_cpu_time_s": cpu}
+
+    eff = pd.DataFrame([run("main", "a", "ew", 10.0), run("main", "a", "mostpop", 2.0, epochs=0),
+                        run("main", "b", "ew", 30.0), run("tune", "a", "ew", float("nan"), bench_s=18.0)])
+    table, reading = efficiency.study_cost_table(eff)
+    frame = table.to_frame()
+    assert list(frame["Stage"]) == ["tuning", "main comparison", "main comparison", "**total**"]
+    assert list(frame["CPU-s"]) == ["18", "12", "30", "**60**"]  # the fallback to the job's seconds counted
+    assert list(frame["Share"]) == ["30%", "20%", "50%", "100%"]
+    assert list(frame["Epochs / job"])[:3] == ["10", "5", "10"]
+    assert "from bench_s (the job's wall seconds)" in table.note and "benchmarks.study_cost" in table.note
+    assert reading == ("The study's 4 runs used 60 CPU-seconds (0.02 CPU hours); the main comparison stage "
+                       "took the most, 70%.")
+    with pytest.raises(ReportError, match="efficiency.csv: no runs"):
+        efficiency.study_cost_table(eff.iloc[:0])
+
+
+def test_efficiency_section_has_the_study_cost_table(sections, study):
+    sec = read_section(sections[NOTEBOOKS.index("07_efficiency")])
+    tables = {item["id"]: item for item in sec["items"] if item["kind"] == "table"}
+    assert "study-cost" in tables, list(tables)
+    eff = load_table(study["tables"], "efficiency")
+    total = [c if isinstance(c, str) else c["t"] for c in tables["study-cost"]["table"]["rows"][-1]]
+    assert total[:3] == ["total", "", str(len(eff))]
+    assert float(total[3].replace(",", "")) == pytest.approx(eff["bench_cpu_time_s"].sum(), rel=5e-4)
+    data = pd.read_csv(sections[NOTEBOOKS.index("07_efficiency")] / tables["study-cost"]["csv"])
+    assert data["cpu_s"].iloc[-1] == pytest.approx(eff["bench_cpu_time_s"].sum())
+    assert data["cpu_s"].iloc[:-1].sum() == pytest.approx(data["cpu_s"].iloc[-1])
+
+
 def test_dataset_table_shows_labelled_items_and_cold_users_and_names_only_relations_present():
     import pandas as pd
 

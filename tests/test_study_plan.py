@@ -93,7 +93,7 @@ def _edit(cfg, path, value):
 
 
 BAD = [
-    ("unknown method", lambda c: c["methods"].append("pmtrek"), "methods[3]", "did you mean 'pmtrec'"),
+    ("unknown method", lambda c: c["methods"].append("pmtrek"), "methods[4]", "did you mean 'pmtrec'"),
     ("unknown variant", lambda c: _edit(c, "ablation.variants", ["ew"]), "ablation.variants[0]", "not an ablation"),
     ("unknown source", lambda c: _edit(c, "datasets.tiny.source", "movielens"), "datasets.tiny.source",
      "unknown source 'movielens'"),

@@ -107,7 +107,7 @@ def test_every_trained_method_gets_the_same_budget_on_held_out_seeds(name):
         assert all(set(p) == set(space) for p in study.points[m].values())
     if name == "config/paper.yaml":
         assert budget == 12 and all("train.lr" in s and "train.l2" in s for s in study.spaces.values())
-        assert len(study.points) == 19 and study.split_seed == "run"
+        assert len(study.points) == 20 and study.split_seed == "run"
         assert study.tuning_protocol()["development"][0]["dataset"] == "ciao"
 
 

@@ -250,21 +250,33 @@ def test_ci_config_end_to_end_then_nothing_then_only_the_changed_method(tmp_path
     tables = repo / "results/tables"
     summary = pd.read_csv(tables / "summary.csv")
     main = summary[(summary["kind"] == "main") & (summary["split"] == "test") & (summary["metric"] == "ndcg@20")]
-    assert set(main["method"]) == {"mostpop", "ew", "pmtrec"} and (main["n"] == 2).all()
+    assert set(main["method"]) == {"mostpop", "ew", "pmtrec", "static-schedule"} and (main["n"] == 2).all()
     sig = pd.read_csv(tables / "significance.csv")
     assert set(sig["baseline"]) == {"ew"} and (sig["n"] == 2).all()
-    assert set(pd.read_csv(tables / "ablation.csv")["method"]) == {"pmtrec", "pmtrec-no-focus"}
+    assert set(pd.read_csv(tables / "ablation.csv")["method"]) == {"pmtrec", "pmtrec-no-focus", "pmtrec-shuffled"}
     assert set(pd.read_csv(tables / "sensitivity.csv")["variant"]) == {"tau=0.5", "model.dim=8"}
     tuning = pd.read_csv(tables / "tuning.csv")
-    assert len(tuning) == 4 and tuning.groupby("method")["selected"].sum().to_dict() == {"ew": 1, "pmtrec": 1}
+    assert len(tuning) == 6 and tuning.groupby("method")["selected"].sum().to_dict() == {
+        "ew": 1, "pmtrec": 1, "static-schedule": 1}
+    protocol = pd.read_csv(tables / "tuning_protocol.csv")
+    assert set(protocol.loc[protocol["item"] == "settings", "value"]) == {"2"}  # an equal budget
+    assert protocol.query("item == 'budget'")["value"].item() == "2"
+    conv = pd.read_csv(tables / "convergence.csv")
+    assert set(conv.query("kind == 'main'")["method"]) == {"ew", "pmtrec", "static-schedule"}  # mostpop: untrained
+    assert conv["cap_share"].between(0, 1).all()
+    headroom = pd.read_csv(tables / "headroom.csv", dtype={"group": str})
+    assert "mostpop" not in set(headroom["best_method"]) and "all" in set(headroom["group"])
+    claims = json.loads((repo / "results/report/00_claims/section.json").read_text())
+    ids = [i.get("id") for i in claims["items"]]
+    assert "controls" in ids and "tuning-protocol" in ids
     eff = pd.read_csv(tables / "efficiency.csv")
     assert eff["bench_s"].notna().all() and (eff["bench_s"] > 0).all()
     assert not pd.read_csv(tables / "row_weights.csv").empty and not pd.read_csv(tables / "cosines.csv").empty
     probes = pd.read_csv(tables / "probes.csv")
-    assert set(probes["method"]) == {"ew", "pmtrec"} and set(probes["seed"]) == {0, 1}
+    assert set(probes["method"]) == {"ew", "pmtrec", "static-schedule"} and set(probes["seed"]) == {0, 1}
     assert set(probes["probe"]) == {"category", "link", "activity"}
     maps = pd.read_csv(tables / "embedding_maps.csv")
-    assert set(maps["method"]) == {"ew", "pmtrec"} and set(maps["kind"]) == {"pca", "tsne"}
+    assert set(maps["method"]) == {"ew", "pmtrec", "static-schedule"} and set(maps["kind"]) == {"pca", "tsne"}
     section = json.loads((repo / "results/report/08_embeddings/section.json").read_text())
     assert [i["kind"] for i in section["items"]] == ["table", "figure", "figure", "figure"]
     selected = yaml.safe_load((repo / "results/tune/tiny/pmtrec/selected.yaml").read_text())
@@ -279,7 +291,7 @@ def test_ci_config_end_to_end_then_nothing_then_only_the_changed_method(tmp_path
     (repo / cfgfile).write_text(yaml.safe_dump(cfg))
     res = smk(repo, "-n", "-p", "all", "--configfile", cfgfile)
     assert res.returncode == 0, res.stderr[-3000:]
-    assert job_stats(res.stdout) == Counter({"tune": 2, "select_setting": 1, "train": 2, "ablation": 1,
+    assert job_stats(res.stdout) == Counter({"tune": 2, "select_setting": 1, "train": 2, "ablation": 2,
                                              "probe": 2, "embedding_map": 1,
                                              "aggregate": 1, "notebook": NOTEBOOKS, "report": 1, "all": 1})
     runs = [o for rule, o in planned(res.stdout) if rule in ("train", "tune", "ablation", "sensitivity")]

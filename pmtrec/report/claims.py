@@ -134,3 +134,42 @@ def overview(claims: pd.DataFrame) -> str:
         v = rows["verdict"].value_counts()
         out.append(f"claim {int(claim)}: " + ", ".join(f"{int(v[k])} {k}" for k in VERDICT_ORDER if k in v))
     return "Verdicts per claim (over datasets and metrics) — " + "; ".join(out) + "."
+
+
+# What each control's tie with PMTRec would mean (docs/method.md, "Controls").
+CONTROL_MEANING = {
+    "static-schedule": ("EW with PMTRec's focus schedule as one weight for every row",
+                        "nothing beyond the schedule measurably matters"),
+    "pmtrec-shuffled": ("PMTRec with each step's row weights permuted across rows",
+                        "which row gets which weights does not measurably matter"),
+}
+
+
+def controls_table(comparisons: pd.DataFrame, metric: str = "ndcg@20") -> tuple[Table, str] | None:
+    """(table, reading) of PMTRec against the controls in the comparisons table (None without
+    controls): verdict, effect, interval and corrected p per dataset, and what the verdict means."""
+    c = comparisons[comparisons["method"].isin(list(CONTROL_MEANING)) & (comparisons["metric"] == metric)]
+    if c.empty:
+        return None
+    table = Table(["Dataset", "Control", "Verdict", "Effect", "95% CI", "p (Holm)", "Note"], font_size=7.5)
+    parts = []
+    for r in c.to_dict("records"):
+        what, tie = CONTROL_MEANING[r["method"]]
+        table.add([Cell(str(r["dataset"])), Cell(style.label(r["method"])),
+                   Cell(str(r["verdict"]), bold=r["verdict"] in ("supported", "contradicted")),
+                   Cell(fmt_effect(r.get("diff"), r.get("rel_pct"))), Cell(fmt_ci(r.get("ci_low"), r.get("ci_high"))),
+                   Cell(fmt_p(r.get("p_holm"))), Cell("" if _nan(r.get("note")) else str(r["note"]))])
+        verdict = str(r["verdict"])
+        if verdict == "equivalent":
+            meaning = f"equivalent to PMTRec within the margin: {tie}"
+        elif verdict == "supported":
+            meaning = "PMTRec is better: what the control removes matters"
+        elif verdict == "contradicted":
+            meaning = "the control is better than PMTRec"
+        else:
+            meaning = "no verdict (" + ("too few seeds" if verdict.startswith("inconclusive (") else "undecided") + ")"
+        parts.append(f"{style.label(r['method'])} on {r['dataset']}: {meaning}")
+    table.note = ("PMTRec against each control (" + "; ".join(f"{style.label(k)}: {v[0]}" for k, v in
+                  CONTROL_MEANING.items()) + f"), test {style.metric_label(metric)}; effect, CI and p as for claim 1.")
+    table.data = c.reset_index(drop=True)
+    return table, "Controls — " + "; ".join(parts) + "."

@@ -44,6 +44,10 @@ REQUIRED_COLUMNS = {
                     "p_holm", "p_tost", "verdict", "note"],
     "claims": ["claim", "claim_text", "dataset", "metric", "verdict", "against", "diff", "ci_low", "ci_high",
                "rel_pct", "p_holm", "note"],
+    "convergence": ["kind", "dataset", "method", "runs", "cap_stopped", "cap_share", "best_at_last_share", "flagged"],
+    "headroom": ["dataset", "metric", "group", "n_users", "best_method", "best_value", "overall_method",
+                 "overall_value", "gain", "gain_pct"],
+    "tuning_protocol": ["dataset", "method", "item", "value"],
 }
 _HINT = "run the workflow's aggregate step first: snakemake --cores 1 tables"
 _METHODS_SEEN: set[Path] = set()

@@ -270,3 +270,60 @@ def cost_plot_reading(agg: pd.DataFrame, base: str, dataset: str, mem: str) -> s
     return (f"Bars right of the dashed line cost more than {style.label(base)}. On {dataset}, {int((t > 1.05).sum())} "
             f"of {len(d)} trained methods are more than 5% slower per epoch (range {t.min():.2f}× to {t.max():.2f}×), "
             f"and peak {what} ranges from {m.min():.2f}× to {m.max():.2f}× ({style.label(m.idxmax())} highest).")
+
+
+# ------------------------------------------------------------------------- the study's own cost
+STAGE_LABEL = {"prepare": "prepare", "tune": "tuning", "main": "main comparison", "ablation": "ablation",
+               "sensitivity": "sensitivity"}
+PROJECTION_NOTE = ("python -m benchmarks.study_cost projects these per-job costs onto the paper study "
+                   "(config/paper.yaml): benchmarks/results/study_cost_projection.csv, benchmarks/README.md.")
+
+
+def study_cost_table(eff: pd.DataFrame) -> tuple[Table, str]:
+    """CPU-seconds of this study per stage and dataset (pmtrec.study.cost.cost_table), with the total."""
+    from pmtrec.study.cost import cost_table
+
+    per = cost_table(eff)
+    if per.empty:
+        raise ReportError("efficiency.csv: no runs to count the study's cost from")
+    # jobs-weighted means over the methods of a stage and dataset
+    w = per.assign(ep=per["epochs_mean"] * per["jobs"], eps=per["epoch_s_mean"] * per["jobs"],
+                   epj=np.where(per["epoch_s_mean"].notna(), per["jobs"], 0))
+    g = w.groupby(["stage", "dataset"], sort=False).agg(jobs=("jobs", "sum"), cpu_s=("cpu_s", "sum"),
+                                                        ep=("ep", "sum"), eps=("eps", "sum"), epj=("epj", "sum"),
+                                                        source=("source", lambda s: "+".join(sorted(set(
+                                                            "+".join(s).split("+"))))))
+    g = g.reset_index()
+    g["cpu_s_mean"] = g["cpu_s"] / g["jobs"]
+    g["epochs_mean"] = g["ep"] / g["jobs"]
+    g["epoch_s_mean"] = np.where(g["epj"] > 0, g["eps"] / g["epj"].where(g["epj"] > 0), np.nan)
+    total_cpu = g["cpu_s"].sum()
+    g["share"] = g["cpu_s"] / total_cpu if total_cpu > 0 else np.nan
+    table = Table(["Stage", "Dataset", "Jobs", "CPU-s", "Share", "CPU-s / job", "Epochs / job", "s / epoch"],
+                  font_size=7.5)
+    for _, r in g.iterrows():
+        table.add([Cell(STAGE_LABEL.get(r["stage"], r["stage"])), Cell(str(r["dataset"])), Cell(str(int(r["jobs"]))),
+                   Cell(fmt_sig(r["cpu_s"], 4)), Cell(f"{r['share']:.0%}" if pd.notna(r["share"]) else "–"),
+                   Cell(fmt_sig(r["cpu_s_mean"])), Cell(fmt_sig(r["epochs_mean"])), Cell(fmt_sig(r["epoch_s_mean"]))])
+    jobs = int(g["jobs"].sum())
+    table.add([Cell("total", bold=True), Cell(""), Cell(str(jobs), bold=True), Cell(fmt_sig(total_cpu, 4), bold=True),
+               Cell("100%" if total_cpu > 0 else "–"), Cell(fmt_sig(total_cpu / jobs)), Cell(""), Cell("")], rule=True)
+    sources = sorted(set("+".join(g["source"]).split("+")))
+    fallback = [s for s in sources if s != "bench_cpu_time_s"]
+    table.note = ("CPU-seconds of every training job of this study, from its Snakemake benchmark (cpu_time)"
+                  + (f"; where that is missing, from {' or '.join(fallback)} (the job's wall seconds)" if fallback
+                     else "")
+                  + ". Epochs / job and s / epoch: means over the jobs (s / epoch over trained jobs only, training "
+                    "time without evaluation). " + PROJECTION_NOTE)
+    table.data = pd.concat([g[["stage", "dataset", "jobs", "cpu_s", "share", "cpu_s_mean", "epochs_mean",
+                               "epoch_s_mean", "source"]],
+                            pd.DataFrame([{"stage": "total", "dataset": "", "jobs": jobs, "cpu_s": total_cpu,
+                                           "share": 1.0 if total_cpu > 0 else np.nan,
+                                           "cpu_s_mean": total_cpu / jobs}])], ignore_index=True)
+    by_stage = g.groupby("stage", sort=False)["cpu_s"].sum()
+    top = by_stage.idxmax()
+    reading = (f"The study's {jobs} runs used {fmt_sig(total_cpu, 4)} CPU-seconds "
+               f"({total_cpu / 3600:.2f} CPU hours); the {STAGE_LABEL.get(top, top)} stage took the most, "
+               f"{by_stage[top] / total_cpu:.0%}." if total_cpu > 0 else
+               f"The study's {jobs} runs recorded no CPU time.")
+    return table, reading

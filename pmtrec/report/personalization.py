@@ -196,3 +196,43 @@ def group_plot_reading(acc: pd.DataFrame, methods: list[str], dataset: str, metr
     trend = "rises" if mean.loc[groups[-1]].mean() > mean.loc[groups[0]].mean() else "falls"
     return (f"On {dataset}, test {style.metric_label(metric)} {trend} from the least to the most active users: "
             + "; ".join(parts) + ". Error bars are ± one std over seeds; the labels give the users per group.")
+
+
+def headroom_table(headroom: pd.DataFrame, dataset: str, metric: str = "ndcg@20") -> tuple[Table, str]:
+    """(table, reading): per user-activity group the best method there against the best method
+    overall, and the per-group oracle (row "all"), from headroom.csv."""
+    h = headroom[(headroom["dataset"] == dataset) & (headroom["metric"] == metric)]
+    if h.empty:
+        raise ReportError(f"headroom.csv: no rows for dataset '{dataset}' and metric '{metric}'")
+    groups = h[h["group"] != "all"]
+    n = len(groups)
+    table = Table(["User group", "Users", "Best there", style.metric_label(metric), "Best overall",
+                   style.metric_label(metric) + " ", "Gain"], font_size=7.5)
+    for r in h.to_dict("records"):
+        everyone = r["group"] == "all"
+        label = "all (oracle)" if everyone else group_label(str(r["group"]), n).replace("\n", " ")
+        best = "per-group best" if everyone else style.label(str(r["best_method"]))
+        table.add([Cell(label, bold=everyone), Cell(fmt_int(r["n_users"])), Cell(best), Cell(fmt_num(r["best_value"])),
+                   Cell(style.label(str(r["overall_method"]))), Cell(fmt_num(r["overall_value"])),
+                   Cell(fmt_pct(r["gain_pct"] / 100), bold=everyone)])
+    table.note = ("Means over seeds of the main runs; the overall best is the method with the highest user-weighted "
+                  "mean. The oracle picks the best method per group on test metrics: an upper bound on what choosing "
+                  "a method per user group could gain, not a method.")
+    table.data = h.reset_index(drop=True)
+    return table, headroom_reading(h, dataset, metric)
+
+
+def headroom_reading(h: pd.DataFrame, dataset: str, metric: str = "ndcg@20") -> str:
+    all_row = h[h["group"] == "all"].iloc[0]
+    groups = h[h["group"] != "all"]
+    others = groups[groups["best_method"] != groups["overall_method"]]
+    text = (f"On {dataset}, {style.label(str(all_row['overall_method']))} is the best method overall "
+            f"({style.metric_label(metric)} {fmt_num(all_row['overall_value'])}); an oracle choosing the best method "
+            f"for each of the {len(groups)} activity groups reaches {fmt_num(all_row['best_value'])} "
+            f"({fmt_pct(all_row['gain_pct'] / 100)}).")
+    if others.empty:
+        text += " The same method is best in every group, so choosing per group gains nothing here."
+    else:
+        text += (f" Another method is best in {len(others)} of the {len(groups)} groups; the gain bounds what "
+                 "per-user weighting could add at this preprocessing.")
+    return text

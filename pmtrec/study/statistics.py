@@ -16,6 +16,11 @@ import pandas as pd
 _FAMILY_ORDER = {"recall": 0, "ndcg": 1, "precision": 2, "hit": 3, "mrr": 4, "map": 5}
 
 
+# The controls (pmtrec.methods.controls) test how PMTRec works: no baseline, no existing method and
+# no PMTRec module. The catalogue has no flag for them, hence the names.
+CONTROLS = ("static-schedule", "pmtrec-shuffled")
+
+
 def baseline_models() -> tuple[str, ...]:
     """Names never counted as "the best baseline" by default: the catalogue's baseline models."""
     from pmtrec.methods import available
@@ -95,8 +100,9 @@ def _paired(ref: pd.Series, base: pd.Series, wilcoxon_min_n: int) -> dict:
 
 def best_baselines(runs_df: pd.DataFrame, reference: str = "pmtrec", exclude: Iterable[str] | None = None,
                    select_metric: str = "ndcg@20") -> dict[str, str]:
-    """Per dataset: the baseline with the highest mean validation ``select_metric`` (main runs)."""
-    excluded = set(baseline_models() if exclude is None else exclude) | {reference}
+    """Per dataset: the baseline with the highest mean validation ``select_metric`` (main runs;
+    never the reference, its variants, ``exclude`` or a control)."""
+    excluded = set(baseline_models() if exclude is None else exclude) | {reference} | set(CONTROLS)
     main = runs_df[(runs_df["kind"] == "main") & (runs_df["split"] == "valid")
                    & (runs_df["metric"] == select_metric)]
     main = main[~main["method"].isin(excluded) & ~main["method"].str.startswith(reference + "-")]

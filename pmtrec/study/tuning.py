@@ -50,3 +50,44 @@ def setting_config(fixed: Mapping[str, Any], chosen: Mapping[str, Any]) -> dict:
         if "." in dotted:
             nest_key(dotted, value, out)
     return out
+
+
+PROTOCOL_COLUMNS = ["dataset", "method", "item", "value"]
+
+
+def _distinct(values: list) -> list:
+    """The distinct values (lists too: a static weight vector), numbers in numeric order."""
+    seen = {json.dumps(v, sort_keys=True, default=str): v for v in values}
+    numeric = all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in seen.values())
+    return sorted(seen.values()) if numeric else [seen[k] for k in sorted(seen)]
+
+
+def protocol_table(tuning: pd.DataFrame, declared: Mapping[str, Any] | None = None) -> pd.DataFrame:
+    """What the report lists of the tuning protocol, long: one (dataset, method, item, value) row
+    per fact, values as JSON.
+
+    From the tuning runs (always): per dataset and method the number of settings run, the tuning
+    seeds and every tuned knob's values (``run:<knob>``). From ``declared``, the study plan's
+    :meth:`~pmtrec.study.plan.Study.tuning_protocol` (the workflow passes it; ``pmtrec report`` on
+    a results folder has none): the budget, seeds, metric, sampler and split protocol (dataset and
+    method ""), each method's declared space (``space:<knob>``) and the disclosed
+    development-time tuning (``development``)."""
+    rows = []
+    params = [c for c in tuning.columns if c.startswith("param:")]
+    for (dataset, method), t in tuning.groupby(["dataset", "method"], sort=False):
+        rows.append((dataset, method, "settings", t["variant"].nunique()))
+        rows.append((dataset, method, "seeds", sorted(int(s) for s in t["seed"].unique())))
+        for col in params:
+            seen = t[col].dropna()
+            if len(seen):
+                rows.append((dataset, method, "run:" + col[len("param:"):], _distinct(seen.tolist())))
+    d = dict(declared or {})
+    for item in ("budget", "seeds", "metric", "sampler", "sampler_seed", "split_seed"):
+        if item in d:
+            rows.append(("", "", item, d[item]))
+    for method, space in (d.get("spaces") or {}).items():
+        for knob, values in space.items():
+            rows.append(("", method, f"space:{knob}", values))
+    for dev in d.get("development") or []:
+        rows.append((dev.get("dataset", ""), dev.get("method", ""), "development", dev.get("note", "")))
+    return pd.DataFrame([(a, b, c, json.dumps(v, default=str)) for a, b, c, v in rows], columns=PROTOCOL_COLUMNS)

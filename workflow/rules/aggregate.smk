@@ -29,6 +29,7 @@ rule aggregate:
         maps=STUDY.maps(),
         significance=canon(config["significance"]),
         tune_metric=config["tune"]["metric"],
+        protocol=canon(STUDY.tuning_protocol()),
         outdir=lambda wildcards, output: os.path.dirname(output[0]),
     threads: AGG_RES["threads"]
     resources:

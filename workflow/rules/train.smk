@@ -1,5 +1,5 @@
 # Stage 3: train. One job per dataset x method x seed (`train`), and the tuning protocol
-# (docs/method.md, "Tuning protocol"):
+# (docs/protocol.md):
 #   tune            each of a tuned method's tune.budget settings (drawn from tune.space: the shared
 #                   lr / l2 knobs x its own) on every tuning seed (tune.seeds, never a reported seed)
 #   select_setting  the setting with the best mean validation metric (tune.metric, NDCG@20)

@@ -18,7 +18,8 @@ try:
                        select_metric=sig["select_metric"], wilcoxon_min_n=sig["wilcoxon_min_n"],
                        tune_metric=sm.params.tune_metric, results=results, probes=list(sm.input.probes),
                        maps=sm.params.maps, min_seeds=sig["min_seeds"],
-                       equivalence_margin=sig["equivalence_margin"], n_resamples=sig["n_resamples"])
+                       equivalence_margin=sig["equivalence_margin"], n_resamples=sig["n_resamples"],
+                       protocol=sm.params.protocol)
 except PmtrecError as exc:
     print(f"pmtrec: error: {exc}")
     raise SystemExit(1)
