@@ -131,7 +131,7 @@ def test_dry_run_lists_every_job(repo, configfile):
     stats = job_stats(res.stdout)
     assert stats == expected_jobs(cfg)
     if configfile == "config/paper.yaml":
-        assert stats["train"] == 4 * 19 * 5 and stats["ablation"] == 4 * 6 * 5  # ciao, epinions, amazon-hin, lastfm
+        assert stats["train"] == 4 * 20 * 5 and stats["ablation"] == 4 * 7 * 5  # ciao, epinions, amazon-hin, lastfm
         print(f"paper.yaml: {sum(stats.values())} jobs: {dict(stats)}")
 
 

@@ -1,4 +1,4 @@
-"""Glue for rule `select_setting`: pick the best grid point (pmtrec.study.tuning.select_setting)."""
+"""Glue for rule `select_setting`: pick the best tuning setting (pmtrec.study.tuning.select_setting)."""
 
 import sys
 
