@@ -14,7 +14,7 @@ chosen, table = select_setting(sm.params.points, sm.params.metric)
 print(table.to_string(index=False))
 fragment = setting_config(sm.params.fixed, chosen)
 header = (f"# Selected setting of {sm.wildcards.method} on {sm.wildcards.dataset}: best validation "
-          f"{sm.params.metric} over {len(table)} grid points (written by the workflow's select_setting rule).\n"
+          f"{sm.params.metric} over {len(table)} tuning runs (written by the workflow's select_setting rule).\n"
           f"# chosen: {chosen}\n")
 write_text(sm.output[0], header + yaml.safe_dump(fragment, sort_keys=True))
 print(f"chosen: {chosen}")
