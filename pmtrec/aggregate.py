@@ -51,8 +51,9 @@ convergence.csv     per kind, dataset and method: runs, the share stopped by the
                     share whose best epoch was the last, flagged above 10%
                     (:func:`pmtrec.study.diagnostics.convergence_table`)
 headroom.csv        per dataset, test metric and user-activity group: the best method there, and the
-                    per-group oracle (group "all") against the best method overall (main methods
-                    but ``exclude``; :func:`pmtrec.study.diagnostics.headroom_table`)
+                    per-group oracle (group "all") against the best method overall, among the
+                    main methods but the reference, its variants, the controls and ``exclude``
+                    (:func:`pmtrec.study.diagnostics.headroom_table`)
 tuning_protocol.csv the tuning protocol: settings, seeds and knob values run per dataset and method,
                     and (``protocol`` given) the declared budget, spaces and development-time tuning
                     (:func:`pmtrec.study.tuning.protocol_table`)
@@ -436,7 +437,8 @@ def aggregate(entries: Sequence[Mapping[str, Any]], datasets: Mapping[str, str |
 
     check_significance(min_seeds, equivalence_margin, n_resamples)
     exclude = None if exclude is None else list(exclude)
-    out_of_race = set(baseline_models() if exclude is None else exclude) | set(CONTROLS)  # of the headroom
+    # the headroom's race: the non-personalised methods (not the reference, its variants, controls, exclude)
+    out_of_race = set(baseline_models() if exclude is None else exclude) | set(CONTROLS) | {reference}
     runs = []
     for entry in entries:
         if entry["kind"] not in KINDS:
@@ -478,7 +480,8 @@ def aggregate(entries: Sequence[Mapping[str, Any]], datasets: Mapping[str, str |
         "comparisons": comparisons,
         "claims": claims_df,
         "convergence": convergence_table(efficiency),
-        "headroom": headroom_table(groups, [m for m in dict.fromkeys(groups["method"]) if m not in out_of_race]),
+        "headroom": headroom_table(groups, [m for m in dict.fromkeys(groups["method"])
+                                            if m not in out_of_race and not m.startswith(reference + "-")]),
         "tuning_protocol": protocol_table(tuning, protocol),
     }
 

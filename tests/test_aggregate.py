@@ -339,6 +339,8 @@ def test_claims_from_the_comparisons(tmp_path):
     assert c3["verdict"] == "supported" and c3["diff"] == pytest.approx(0.1)
     c4 = cl[cl["claim"] == 4].iloc[0]
     assert c4["verdict"] == "supported" and c4["diff"] == pytest.approx(0.6 / 0.5)
+    race = set(t["headroom"]["best_method"]) | set(t["headroom"]["overall_method"])
+    assert len(t["headroom"]) and race <= {"ew", "uw", "single", "oracle"}  # not PMTRec, its variants, mostpop
     t = agg.aggregate(entries, results=results, n_resamples=499, overhead_threshold=1.1)
     assert t["claims"].query("claim == 4")["verdict"].item() == "contradicted"
 

@@ -215,8 +215,8 @@ def headroom_table(headroom: pd.DataFrame, dataset: str, metric: str = "ndcg@20"
         table.add([Cell(label, bold=everyone), Cell(fmt_int(r["n_users"])), Cell(best), Cell(fmt_num(r["best_value"])),
                    Cell(style.label(str(r["overall_method"]))), Cell(fmt_num(r["overall_value"])),
                    Cell(fmt_pct(r["gain_pct"] / 100), bold=everyone)])
-    table.note = ("Means over seeds of the main runs; the overall best is the method with the highest user-weighted "
-                  "mean. The oracle picks the best method per group on test metrics: an upper bound on what choosing "
+    table.note = ("Means over seeds of the main runs of the non-personalised methods (not PMTRec, its variants or "
+                  "the controls); the overall best is the one with the highest user-weighted mean. The oracle picks the best method per group on test metrics: an upper bound on what choosing "
                   "a method per user group could gain, not a method.")
     table.data = h.reset_index(drop=True)
     return table, headroom_reading(h, dataset, metric)
@@ -226,7 +226,7 @@ def headroom_reading(h: pd.DataFrame, dataset: str, metric: str = "ndcg@20") -> 
     all_row = h[h["group"] == "all"].iloc[0]
     groups = h[h["group"] != "all"]
     others = groups[groups["best_method"] != groups["overall_method"]]
-    text = (f"On {dataset}, {style.label(str(all_row['overall_method']))} is the best method overall "
+    text = (f"On {dataset}, {style.label(str(all_row['overall_method']))} is the best non-personalised method overall "
             f"({style.metric_label(metric)} {fmt_num(all_row['overall_value'])}); an oracle choosing the best method "
             f"for each of the {len(groups)} activity groups reaches {fmt_num(all_row['best_value'])} "
             f"({fmt_pct(all_row['gain_pct'] / 100)}).")
