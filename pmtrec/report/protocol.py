@@ -54,7 +54,7 @@ def protocol_table(tp: pd.DataFrame) -> tuple[Table, str]:
     runs = tp[tp["method"] != ""]
     declared = runs["item"].str.startswith("space:").any()
     table = Table(["Method", "Settings run", "Tuning seeds", "Search space" if declared else "Values run"],
-                  font_size=7.5)
+                  align=["left", "right", "right", "left"], font_size=7.5)
     methods = list(dict.fromkeys(runs.loc[runs["item"] == "settings", "method"]))
     for m in sorted(methods, key=style.method_key):
         r = runs[runs["method"] == m]
