@@ -283,20 +283,9 @@ def study_cost_table(eff: pd.DataFrame) -> tuple[Table, str]:
     """CPU-seconds of this study per stage and dataset (pmtrec.study.cost.cost_table), with the total."""
     from pmtrec.study.cost import cost_table
 
-    per = cost_table(eff)
-    if per.empty:
+    g = cost_table(eff, by=["stage", "dataset"])
+    if g.empty:
         raise ReportError("efficiency.csv: no runs to count the study's cost from")
-    # jobs-weighted means over the methods of a stage and dataset
-    w = per.assign(ep=per["epochs_mean"] * per["jobs"], eps=per["epoch_s_mean"] * per["jobs"],
-                   epj=np.where(per["epoch_s_mean"].notna(), per["jobs"], 0))
-    g = w.groupby(["stage", "dataset"], sort=False).agg(jobs=("jobs", "sum"), cpu_s=("cpu_s", "sum"),
-                                                        ep=("ep", "sum"), eps=("eps", "sum"), epj=("epj", "sum"),
-                                                        source=("source", lambda s: "+".join(sorted(set(
-                                                            "+".join(s).split("+"))))))
-    g = g.reset_index()
-    g["cpu_s_mean"] = g["cpu_s"] / g["jobs"]
-    g["epochs_mean"] = g["ep"] / g["jobs"]
-    g["epoch_s_mean"] = np.where(g["epj"] > 0, g["eps"] / g["epj"].where(g["epj"] > 0), np.nan)
     total_cpu = g["cpu_s"].sum()
     g["share"] = g["cpu_s"] / total_cpu if total_cpu > 0 else np.nan
     table = Table(["Stage", "Dataset", "Jobs", "CPU-s", "Share", "CPU-s / job", "Epochs / job", "s / epoch"],

@@ -59,15 +59,19 @@ def _first_finite(df: pd.DataFrame, columns: list[str]) -> tuple[np.ndarray, np.
 def _stage_order(df: pd.DataFrame) -> pd.DataFrame:
     rank = {s: i for i, s in enumerate(STAGES)}
     order = df["stage"].map(rank).fillna(len(STAGES))
-    return df.assign(_o=order).sort_values(["_o", "dataset", "method"], kind="stable").drop(columns="_o") \
-        .reset_index(drop=True)
+    then = [c for c in ("dataset", "method") if c in df.columns]
+    return df.assign(_o=order).sort_values(["_o", *then], kind="stable").drop(columns="_o").reset_index(drop=True)
 
 
-def cost_table(efficiency: pd.DataFrame, name: str = "efficiency.csv") -> pd.DataFrame:
-    """Measured cost per stage, dataset, method and hardware ('gpu': device cuda*, else 'cpu')."""
+def cost_table(efficiency: pd.DataFrame, name: str = "efficiency.csv",
+               by: list[str] | None = None) -> pd.DataFrame:
+    """Measured cost per stage, dataset, method and hardware ('gpu': device cuda*, else 'cpu'), or per
+    the columns ``by`` (a subset of those four; means are then over the group's jobs)."""
     _require(efficiency, EFFICIENCY_COLUMNS, name)
+    by = list(by or KEYS + ["hardware"])
+    columns = by + [c for c in COST_COLUMNS if c not in KEYS + ["hardware"]]
     if efficiency.empty:
-        return pd.DataFrame(columns=COST_COLUMNS)
+        return pd.DataFrame(columns=columns)
     e = efficiency
     cpu, src = _first_finite(e, ["bench_cpu_time_s", "bench_s", "wall_time_s"])
     job, job_src = _first_finite(e, ["bench_s", "wall_time_s"])
@@ -79,13 +83,14 @@ def cost_table(efficiency: pd.DataFrame, name: str = "efficiency.csv") -> pd.Dat
         "cpu": cpu, "src": src, "job": job, "job_src": job_src, "epochs": epochs.to_numpy(dtype=float),
         # seconds per epoch only of trained runs (an untrained baseline has none)
         "epoch_s": np.where(epochs > 0, pd.to_numeric(e["epoch_time_s"], errors="coerce"), np.nan)})
-    g = frame.groupby(KEYS + ["hardware"], sort=False)
+    g = frame.groupby(by, sort=False)
     out = g.agg(jobs=("cpu", "size"), cpu_s=("cpu", "sum"), cpu_s_mean=("cpu", "mean"), job_s=("job", "sum"),
                 job_s_mean=("job", "mean"), epochs_mean=("epochs", "mean"), epoch_s_mean=("epoch_s", "mean"))
     # which columns the group's jobs were read from, e.g. "bench_cpu_time_s+wall_time_s"
     out["source"] = g["src"].agg(lambda s: "+".join(sorted(set(s) - {""})) or "none")
     out["job_source"] = g["job_src"].agg(lambda s: "+".join(sorted(set(s) - {""})) or "none")
-    return _stage_order(out.reset_index())[COST_COLUMNS]
+    out = out.reset_index()
+    return (_stage_order(out) if "stage" in by else out)[columns]
 
 
 def dataset_size(stats: pd.DataFrame, name: str = "dataset_stats.csv") -> pd.Series:
