@@ -70,20 +70,26 @@ class StepContext:
     epochs: int                          # planned number of epochs
     step: int                            # global step counter, 0-based
     recompute_losses: Callable[[], torch.Tensor] | None = None  # [K] losses at current params, same batch
+    touch_counts: torch.Tensor | None = None  # [K, R] how many of task k's field entries reference row r
     source: RowGradients | None = field(default=None, repr=False)
     _row_gram: tuple[torch.Tensor, torch.Tensor] | None = field(default=None, repr=False)
 
     @classmethod
     def for_rows(cls, losses, task_names, rows, n_user_rows, row_ids, touched, task_params, epoch, epochs, step,
-                 recompute_losses=None, grads_fn=None) -> "StepContext":
+                 recompute_losses=None, grads_fn=None, touch_counts=None) -> "StepContext":
         """A context whose gradients are taken w.r.t. the leaf ``rows`` (or by ``grads_fn``)."""
         return cls(losses=losses, task_names=tuple(task_names), touched=touched, n_user_rows=n_user_rows,
                    epoch=epoch, epochs=epochs, step=step, recompute_losses=recompute_losses,
-                   source=RowGradients(rows, row_ids, task_params, grads_fn))
+                   touch_counts=touch_counts, source=RowGradients(rows, row_ids, task_params, grads_fn))
 
     @property
     def n_tasks(self) -> int:
         return len(self.task_names)
+
+    @property
+    def row_ids(self) -> torch.Tensor | None:
+        """[R] id of each row within its table (rows [0, n_user_rows) users), e.g. for per-entity state."""
+        return None if self.source is None else self.source.row_ids
 
     def grads(self) -> torch.Tensor:
         """Per-task gradients w.r.t. the touched rows: [K, R, d] (zero where a task does not touch a row)."""

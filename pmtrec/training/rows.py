@@ -25,6 +25,7 @@ class StepBatch:
     task_index: list[dict[str, torch.Tensor]]  # per task: field -> local row index (or passthrough tensor)
     passthrough: list[set[str]]              # per task: fields that are not rows
     touched: torch.Tensor                    # [K, U + I] bool
+    counts: torch.Tensor | None = None       # [K, U + I] float: how often task k's fields reference each row
 
 
 def gather_batch(fields: list[Fields]) -> StepBatch:
@@ -44,6 +45,8 @@ def gather_batch(fields: list[Fields]) -> StepBatch:
     R = n_u + len(uniq["item"])
     device = uniq["user"].device
     touched = torch.zeros(len(fields), R, dtype=torch.bool, device=device)
+    # float32 counts are exact up to 2^24 references, whatever order index_add_ sums them in
+    counts = torch.zeros(len(fields), R, dtype=torch.float32, device=device)
     task_index, passthrough = [], []
     for k, task_fields in enumerate(fields):
         index, through = {}, set()
@@ -57,9 +60,10 @@ def gather_batch(fields: list[Fields]) -> StepBatch:
             local = inverse[table][start:start + len(ids)] + offset[table]
             index[name] = local
             touched[k, local] = True
+            counts[k].index_add_(0, local, torch.ones(len(local), dtype=counts.dtype, device=device))
         task_index.append(index)
         passthrough.append(through)
-    return StepBatch(uniq["user"], uniq["item"], task_index, passthrough, touched)
+    return StepBatch(uniq["user"], uniq["item"], task_index, passthrough, touched, counts)
 
 
 def gather_rows(user_w: torch.Tensor, item_w: torch.Tensor, batch: StepBatch) -> torch.Tensor:
