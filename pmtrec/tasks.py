@@ -6,6 +6,10 @@ labels); the trainer gathers those rows once for all tasks
 as leaf tensors, so that per-task gradients exist for exactly the touched rows,
 and hands each task the gathered embeddings of its fields. How task losses are
 combined is the method's business, not the task's.
+
+An auxiliary task samples its batch either on its own (``sample``) or for given anchor rows
+(``sample_for``: the rows of its ``anchor_table`` that the main task's batch touches, the
+``anchored`` reading of ``train.aux_sampling``, :mod:`pmtrec.training.anchored`).
 """
 
 from __future__ import annotations
@@ -26,16 +30,31 @@ Fields = dict[str, tuple[str | None, torch.Tensor]]
 def bpr_loss(anchor: torch.Tensor, pos: torch.Tensor, neg: torch.Tensor) -> torch.Tensor:
     """Bayesian personalised ranking: -log sigmoid(<a,p> - <a,n>), mean over the batch."""
     diff = (anchor * pos).sum(-1) - (anchor * neg).sum(-1)
+    if diff.numel() == 0:  # an empty anchored batch: 0 (zero gradient), not the nan of an empty mean
+        return diff.sum()
     return -F.logsigmoid(diff).mean()
 
 
 class Task(nn.Module):
-    """Base class. Subclasses set ``name`` and implement ``sample`` and ``loss``."""
+    """Base class. Subclasses set ``name`` and implement ``sample`` and ``loss``.
+
+    An auxiliary task that can be anchored to the main task's batch also sets ``anchor_table``
+    (the table its anchors are rows of) and implements ``sample_for``.
+    """
 
     name: ClassVar[str]
     main: ClassVar[bool] = False
+    anchor_table: ClassVar[str | None] = None
 
     def sample(self, size: int, generator: torch.Generator) -> Fields:
+        raise NotImplementedError
+
+    def sample_for(self, anchor_ids: torch.Tensor, generator: torch.Generator) -> Fields:
+        """The batch of ``anchor_ids`` (rows of ``anchor_table``), in ``sample``'s field layout.
+
+        Each distinct anchor with at least one edge of this task gives one sample; the others are
+        dropped, so the batch may be empty (its loss is then 0).
+        """
         raise NotImplementedError
 
     def loss(self, rows: dict[str, torch.Tensor]) -> torch.Tensor:
@@ -53,6 +72,13 @@ class _EdgeBPRTask(Task):
         self.register_buffer("src", edges_t[:, 0].contiguous(), persistent=False)
         self.register_buffer("dst", edges_t[:, 1].contiguous(), persistent=False)
         self.sampler = NegativeSampler(self.src, self.dst, n_dst)
+        if self.anchor_table is not None:  # CSR of each anchor's edges, for sample_for (not the main task)
+            order = torch.argsort(self.src, stable=True)
+            n_src = max(int(n_dst), int(self.src.max()) + 1 if len(self.src) else 0)
+            degree = torch.bincount(self.src, minlength=n_src)
+            self.register_buffer("csr_dst", self.dst[order], persistent=False)
+            self.register_buffer("csr_degree", degree, persistent=False)
+            self.register_buffer("csr_start", torch.cumsum(degree, 0) - degree, persistent=False)
 
     def _apply(self, fn, recurse=True):  # keep the sampler on the module's device
         out = super()._apply(fn, recurse)
@@ -68,6 +94,20 @@ class _EdgeBPRTask(Task):
     def sample(self, size: int, generator: torch.Generator) -> Fields:
         idx = torch.randint(len(self.src), (size,), generator=generator, device=generator.device)
         return self.edges_for(idx, generator)
+
+    def sample_for(self, anchor_ids: torch.Tensor, generator: torch.Generator) -> Fields:
+        """One uniformly drawn edge per distinct anchor with edges, and a negative for it."""
+        if self.anchor_table is None:
+            raise NotImplementedError(f"task {self.name} samples no batch for anchors")
+        src = torch.unique(anchor_ids.to(self.csr_degree.device).long())
+        src = src[self.csr_degree[src] > 0]
+        deg = self.csr_degree[src]
+        # edge start[a] + floor(u * deg[a]), u in [0, 1); the minimum guards u * deg rounding up to deg
+        u = torch.rand(len(src), generator=generator, device=generator.device, dtype=torch.float64).to(src.device)
+        dst = self.csr_dst[self.csr_start[src] + torch.minimum((u * deg).long(), deg - 1)]
+        neg = self.sampler.sample(src, generator=generator)
+        a, b = self.tables
+        return {"anchor": (a, src), "pos": (b, dst), "neg": (b, neg)}
 
     def loss(self, rows: dict[str, torch.Tensor]) -> torch.Tensor:
         return bpr_loss(rows["anchor"], rows["pos"], rows["neg"])
@@ -95,6 +135,7 @@ class SocialTask(_EdgeBPRTask):
 
     name = "social"
     tables = ("user", "user")
+    anchor_table = "user"
 
 
 class CoviewTask(_EdgeBPRTask):
@@ -102,6 +143,7 @@ class CoviewTask(_EdgeBPRTask):
 
     name = "coview"
     tables = ("item", "item")
+    anchor_table = "item"
 
 
 class CategoryTask(Task):
@@ -115,6 +157,7 @@ class CategoryTask(Task):
     """
 
     name = "category"
+    anchor_table = "item"
 
     def __init__(self, item_category: np.ndarray, n_categories: int, dim: int, init_std: float = 0.1,
                  generator: torch.Generator | None = None) -> None:
@@ -138,6 +181,10 @@ class CategoryTask(Task):
         else:
             self.register_buffer("items", torch.as_tensor(pairs[:, 0]).contiguous(), persistent=False)
             self.register_buffer("labels", torch.as_tensor(pairs[:, 1]).contiguous(), persistent=False)
+        # row of each item in items/labels (-1: no category), for sample_for
+        row_of = torch.full((int(self.items.max()) + 1 if len(self.items) else 0,), -1, dtype=torch.long)
+        row_of[self.items] = torch.arange(len(self.items))
+        self.register_buffer("row_of", row_of, persistent=False)
         self.category = nn.Parameter(torch.empty(n_categories, dim))
         with torch.no_grad():
             self.category.normal_(0.0, init_std, generator=generator)
@@ -149,8 +196,21 @@ class CategoryTask(Task):
             fields["weight"] = (None, self.weights[idx])
         return fields
 
+    def sample_for(self, anchor_ids: torch.Tensor, generator: torch.Generator) -> Fields:
+        """Each distinct anchor item with a category once (no randomness: its target is fixed)."""
+        item = torch.unique(anchor_ids.to(self.row_of.device).long())
+        item = item[item < len(self.row_of)]
+        idx = self.row_of[item]
+        idx = idx[idx >= 0]
+        fields: Fields = {"item": ("item", self.items[idx]), "label": (None, self.labels[idx])}
+        if self.multi_label:
+            fields["weight"] = (None, self.weights[idx])
+        return fields
+
     def loss(self, rows: dict[str, torch.Tensor]) -> torch.Tensor:
         logits = rows["item"] @ self.category.T
+        if len(logits) == 0:  # an empty anchored batch: 0 (zero gradient), not the nan of an empty mean
+            return logits.sum()
         if "weight" not in rows:
             return F.cross_entropy(logits, rows["label"])
         logp = F.log_softmax(logits, dim=-1).gather(1, rows["label"])

@@ -28,6 +28,7 @@ from pmtrec.methods.registry import resolve
 from pmtrec.model import MF
 from pmtrec.optim import RowAdam
 from pmtrec.tasks import Fields, RecTask, Task, build_tasks
+from pmtrec.training.anchored import anchored_fields
 from pmtrec.training.checkpoint import Checkpointing
 from pmtrec.training.epoch_log import EpochLog
 from pmtrec.training.evaluator import Evaluator
@@ -82,6 +83,7 @@ class Trainer(NonFiniteChecks, Checkpointing):
         self.gen = torch.Generator(device=self.device).manual_seed(int(tcfg["seed"]) + 1)
         self.batch_size = int(tcfg["batch_size"])
         self.aux_batch_size = int(tcfg.get("aux_batch_size") or self.batch_size)
+        self.aux_sampling = tcfg.get("aux_sampling", "independent")
         self.l2 = float(tcfg["l2"])
         self.epochs = int(tcfg["epochs"])
         self.eval_every = int(tcfg.get("eval_every", 1))
@@ -121,6 +123,8 @@ class Trainer(NonFiniteChecks, Checkpointing):
             self.optimizers.append(torch.optim.Adam(tables + rest, lr=lr))
 
     def _sample(self, rec_fields: Fields) -> list[Fields]:
+        if self.aux_sampling == "anchored":  # auxiliary batches for the rec batch's rows (pmtrec/training/anchored.py)
+            return [rec_fields] + anchored_fields(self.tasks[1:], rec_fields, self.gen)
         return [rec_fields] + [t.sample(self.aux_batch_size, self.gen) for t in self.tasks[1:]]
 
     def train_step(self, rec_fields: Fields, log: EpochLog, batch_no: int,
@@ -189,7 +193,7 @@ class Trainer(NonFiniteChecks, Checkpointing):
         ctx = StepContext.for_rows(losses, self.task_names, rows, len(batch.user_ids),
                                    torch.cat([batch.user_ids, batch.item_ids]), batch.touched, task_params,
                                    self.epoch, self.epochs, self.global_step, recompute_losses=recompute,
-                                   grads_fn=per_task_grads)
+                                   grads_fn=per_task_grads, touch_counts=batch.counts)
         return ctx, leaves
 
     def _scratch(self, name: str, shape: tuple[int, ...], dtype: torch.dtype) -> torch.Tensor:
@@ -233,7 +237,12 @@ class Trainer(NonFiniteChecks, Checkpointing):
         """A batch whose step cannot fit in memory is a config error, not a failed allocation."""
         from pmtrec.training.results import memory_bytes
 
-        rows = min(self.batch_size, len(self.data.train)) + (len(self.tasks) - 1) * self.aux_batch_size
+        rec = min(self.batch_size, len(self.data.train))
+        if self.aux_sampling == "anchored":  # one sample per rec user (social), per rec item (2 per interaction)
+            aux = sum(rec if t.anchor_table == "user" else 2 * rec for t in self.tasks[1:])
+        else:
+            aux = (len(self.tasks) - 1) * self.aux_batch_size
+        rows = rec + aux
         need = rows * 3 * dim * 4 * 4  # ~3 embedding fields per sample, float32, x4: leaves, grads, scratch
         have = memory_bytes(self.device)
         if have and need > have:
