@@ -1,7 +1,10 @@
 """The golden test: refactors keep results bitwise identical on CPU.
 
 tests/golden/synthetic_tiny.json was written by tests/golden/make_golden.py before the
-architecture redesign; the same seed must give exactly the same metrics and losses.
+architecture redesign; the same seed must give exactly the same metrics, and the same logged
+losses to float32 round-off: an epoch's mean loss is a float32 reduction whose summation order
+follows the CPU's vector width (seen: one machine differs from another in the 8th digit of the
+category loss, every metric identical).
 """
 
 from __future__ import annotations
@@ -18,4 +21,9 @@ GOLDEN = json.loads((Path(__file__).parent / "golden" / "synthetic_tiny.json").r
 
 @pytest.mark.parametrize("method", METHODS)
 def test_metrics_are_bitwise_those_recorded(method):
-    assert golden_metrics(method) == GOLDEN[method]
+    got, want = golden_metrics(method), GOLDEN[method]
+    assert {k: v for k, v in got.items() if k != "loss"} == {k: v for k, v in want.items() if k != "loss"}
+    assert len(got["loss"]) == len(want["loss"])
+    for epoch, (g, w) in enumerate(zip(got["loss"], want["loss"])):
+        assert g.keys() == w.keys(), epoch
+        assert g == {k: pytest.approx(v, rel=1e-6, abs=0) for k, v in w.items()}, epoch
