@@ -1,0 +1,85 @@
+"""The second round's screening (benchmarks/second_round): its decision rule and its plugin arms."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from benchmarks.second_round.screen import rule_table, runs, screen_table, targets
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _frame(values: dict) -> pd.DataFrame:
+    """{(dataset, arm, setting): (seed100, seed101)} as runs() gives it."""
+    rows = [{"dataset": d, "arm": a, "setting": s, "seed": seed, "valid_ndcg@20": v, "best_epoch": 40,
+             "epochs_run": 40} for (d, a, s), vs in values.items() for seed, v in zip((100, 101), vs)]
+    return pd.DataFrame(rows)
+
+
+def test_screen_selects_the_best_mean_among_complete_settings():
+    frame = _frame({("ciao", "pmtrec", "a"): (0.040, 0.042), ("ciao", "pmtrec", "b"): (0.045, 0.041),
+                    ("ciao", "pmtrec", "c"): (0.090, float("nan"))})
+    frame = frame.dropna()  # setting c has one seed only: not complete, never selected
+    got = screen_table(frame).iloc[0]
+    assert got.selected == "b" and got["mean"] == pytest.approx(0.043) and got.spread == pytest.approx(0.004)
+    assert (got.settings_done, got.settings_seen) == (2, 3)
+
+
+def test_rule_counts_wins_and_losses_beyond_the_reference_spread():
+    vals = {}
+    for d, ref, cand in (("ciao", (0.040, 0.044), (0.043, 0.043)),        # +0.001: higher
+                         ("lastfm", (0.100, 0.101), (0.099, 0.099)),      # -0.0015, spread 0.001: worse
+                         ("amazon-hin", (0.050, 0.050), (0.051, 0.051))):  # higher
+        vals[(d, "pmtrec", "x")] = ref
+        vals[(d, "pmtrec-softmax", "x")] = cand
+    rule = rule_table(screen_table(_frame(vals))).set_index("candidate")
+    r = rule.loc["pmtrec-softmax"]
+    assert (r.datasets, r.higher_on) == (3, 2)
+    assert r.worse_beyond_spread == "lastfm" and not r.passes_so_far
+    assert r.mean_difference == pytest.approx((0.001 - 0.0015 + 0.001) / 3)
+    # within the spread is not a loss: the candidate then passes only with a win everywhere
+    vals[("lastfm", "pmtrec-softmax", "x")] = (0.1006, 0.1006)
+    r = rule_table(screen_table(_frame(vals))).set_index("candidate").loc["pmtrec-softmax"]
+    assert r.higher_on == 3 and r.worse_beyond_spread == "" and r.passes_so_far
+
+
+def test_runs_reads_validation_only(tmp_path):
+    d = tmp_path / "tune" / "ciao" / "ew" / "train.lr=0.001"
+    d.mkdir(parents=True)
+    (d / "seed100.json").write_text(json.dumps({"valid": {"overall": {"ndcg@20": 0.05}},
+                                                "test": {"overall": {"ndcg@20": 0.9}}, "best_epoch": 35,
+                                                "epochs_run": 40}))
+    got = runs(tmp_path)
+    assert got.to_dict("records") == [{"dataset": "ciao", "arm": "ew", "setting": "train.lr=0.001", "seed": 100,
+                                       "valid_ndcg@20": 0.05, "best_epoch": 35, "epochs_run": 40}]
+    assert not any("test" in c for c in got.columns)
+
+
+def test_targets_cover_every_dataset_and_arm():
+    got = targets()
+    assert len(got) == 3 * 8 and "results/tune/lastfm/pmtrec-cosine/selected.yaml" in got
+
+
+def test_plugin_arms_are_pmtrec_and_ew_with_one_switch():
+    # in a subprocess: the plugin's methods must not enter this process's catalogue
+    code = (
+        "import benchmarks.second_round.candidates, json\n"
+        "from pmtrec.methods import build_method\n"
+        "t = ('rec', 'social', 'category')\n"
+        "m = {n: build_method(n, t, {}) for n in ('pmtrec-softmax', 'pmtrec-persample', 'pmtrec-ema',"
+        " 'pmtrec-cosine', 'pmtrec-anchored', 'ew-anchored')}\n"
+        "print(json.dumps({'softmax': m['pmtrec-softmax'].weighting, 'persample': m['pmtrec-persample'].norms,"
+        " 'ema': m['pmtrec-ema'].memory, 'cosine': m['pmtrec-cosine'].weighting,"
+        " 'anchored': m['pmtrec-anchored'].weighting, 'override': build_method('pmtrec-ema', t,"
+        " {'memory_decay': 0.5}).memory_decay, 'ew': type(m['ew-anchored']).__mro__[1].__name__}))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)
+    got = json.loads(out.stdout.strip().splitlines()[-1])
+    assert got == {"softmax": "softmax_norms", "persample": "per_sample", "ema": "ema", "cosine": "cosine",
+                   "anchored": "log_norms", "override": 0.5, "ew": "EqualWeight"}
