@@ -376,10 +376,16 @@ def main(argv: list[str] | None = None) -> int:
         "gpu.csv" if torch.cuda.is_available() else "cpu.csv")
     from pmtrec.io import atomic_path
 
+    shown = frame
+    if out.exists():  # other sections (and other benchmarks' rows, e.g. run_wall's) are kept
+        old = pd.read_csv(out)
+        ran = set(frame["section"]) | sections
+        old = old[~(old["section"].isin(ran) & (old["hardware"] == hardware()))]
+        frame = pd.concat([old, frame], ignore_index=True)
     with atomic_path(out) as tmp:
         frame.to_csv(tmp, index=False)
     with pd.option_context("display.width", 160, "display.max_rows", 500):
-        print(frame[["section", "dataset", "item", "value", "unit", "target"]].to_string(index=False))
+        print(shown[["section", "dataset", "item", "value", "unit", "target"]].to_string(index=False))
     print(f"written {out}")
     return 0
 
