@@ -9,7 +9,7 @@ arm: the selected setting, the best-epoch validation NDCG@20 of each tuning seed
 and spread, and the runs found) and ``second_round_rule.csv`` (per candidate against its reference:
 the datasets where its mean is higher, those where it is lower by more than the reference's seed
 spread, the mean difference, and the verdict of the rule so far). Validation only: the runs' test
-metrics are never read.
+metrics are never read. ``second_round_runs.csv`` keeps every run found (validation only).
 """
 
 from __future__ import annotations
@@ -95,8 +95,10 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if args.results is None or not (args.results / "tune").is_dir():
         p.error(f"{args.results}: no tune/ folder of a screening study there")
-    screen = screen_table(runs(args.results))
+    found = runs(args.results)
+    screen = screen_table(found)
     rule = rule_table(screen)
+    found.to_csv(args.out / "second_round_runs.csv", index=False)  # every run: a wiped machine loses nothing read
     screen.to_csv(args.out / "second_round_screen.csv", index=False)
     rule.to_csv(args.out / "second_round_rule.csv", index=False)
     with pd.option_context("display.width", 200, "display.max_colwidth", 70):
