@@ -176,3 +176,20 @@ def test_epoch_log_averages_row_weights_per_activity_group_over_rows_shared_with
     # the item row is touched by rec alone, so nothing is counted for its group
     assert s["row_weight_by_item_group"] == {"0": {"rec": 0.0, "social": 0.0}}
     assert log.steps == 2 and s["weight"] == pytest.approx({"rec": 0.5, "social": 0.5})
+
+
+def test_final_validation_reuses_the_best_epochs_and_equals_a_fresh_one(monkeypatch):
+    from pmtrec.config import load_config
+    from pmtrec.data import prepare_in_memory
+    from pmtrec.train import Trainer
+
+    cfg = load_config(overrides=["train.method=ew", "train.epochs=4", "train.progress=false", "train.device=cpu"])
+    data = prepare_in_memory(cfg)
+    calls = []
+    trainer = Trainer(cfg, data)
+    real = trainer.evaluate
+    monkeypatch.setattr(trainer, "evaluate", lambda split: calls.append(split) or real(split))
+    res = trainer.fit()
+    assert calls.count("valid") == 4 and calls.count("test") == 1   # one validation per epoch, none again
+    # the same weights evaluated afresh give exactly the reported validation
+    assert real("valid").metrics == pytest.approx(res["valid"]["overall"], rel=0, abs=0)

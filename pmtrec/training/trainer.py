@@ -104,6 +104,8 @@ class Trainer(NonFiniteChecks, Checkpointing):
         self.epoch = 0
         self.global_step = 0
         self.history: list[dict] = []
+        self._last_valid = None   # the last validated epoch's EvalResult
+        self._best_valid = None   # (epoch, EvalResult) of the best validated epoch, this process only
         self.best: dict[str, Any] = {"epoch": -1, "score": -math.inf, "state": None, "bad_epochs": 0}
         self._scratch_bufs: dict[str, torch.Tensor] = {}
         if not self.sparse:
@@ -300,7 +302,8 @@ class Trainer(NonFiniteChecks, Checkpointing):
             raise TrainingError(f"non-finite loss with method '{self.method.name}' in epoch {self.epoch + 1}")
         self.method.end_epoch(self.epoch, mean_losses.float())
         t1 = time.perf_counter()
-        valid = self.evaluate("valid").metrics if validate else {}
+        self._last_valid = self.evaluate("valid") if validate else None
+        valid = self._last_valid.metrics if validate else {}
         return {"epoch": self.epoch + 1, "train_time_s": train_time,
                 "eval_time_s": time.perf_counter() - t1 if validate else 0.0, "valid": valid, **log.summary(self.task_names),
                 "skipped_batches": self._epoch_skipped}
@@ -343,6 +346,7 @@ class Trainer(NonFiniteChecks, Checkpointing):
                 score = entry["valid"][EARLY_STOP_METRIC]
                 if score > self.best["score"]:
                     self.best.update(epoch=self.epoch, score=score, bad_epochs=0, state=self._model_state())
+                    self._best_valid = (self.epoch, self._last_valid)
                 else:
                     self.best["bad_epochs"] += 1
                 log(f"epoch {self.epoch:3d} | {losses} | valid {EARLY_STOP_METRIC}={score:.4f} "
@@ -356,7 +360,14 @@ class Trainer(NonFiniteChecks, Checkpointing):
                    f"(best epoch {self.best['epoch']} of {self.epochs}); a higher train.epochs may help")
         if self.best["state"] is not None:
             self._load_model_state(self.best["state"])
-        valid, test = self.evaluate("valid"), self.evaluate("test")
+        # The best epoch's validation, evaluated on exactly these weights, is reused (evaluation is
+        # deterministic); after a resume it is not in memory and is evaluated again.
+        kept = self._best_valid
+        if kept is not None and kept[0] == self.best["epoch"] and self.best["state"] is not None:
+            valid = kept[1]
+        else:
+            valid = self.evaluate("valid")
+        test = self.evaluate("test")
         self.test_result = test  # per-user metrics: pmtrec.training.per_user
         return result_record(self.cfg, self.data, valid, test, best_epoch=self.best["epoch"],
                              history=self.history, device=self.device, task_names=self.task_names,
