@@ -347,7 +347,7 @@ def test_per_sample_norms_in_a_real_step_read_the_batch_counts(tiny_data):
         rows.requires_grad_()
         ctx = StepContext.for_rows(task_losses(tr.tasks, batch, rows), tr.task_names, rows, len(batch.user_ids),
                                    torch.cat([batch.user_ids, batch.item_ids]), batch.touched,
-                                   [list(t.parameters()) for t in tr.tasks], 0, 1, 0, touch_counts=batch.counts)
+                                   [list(t.parameters()) for t in tr.tasks], 0, 1, 0, touch_counts=lambda: batch.counts)
         assert torch.equal(ctx.row_ids, torch.cat([batch.user_ids, batch.item_ids]))
         return build_method("pmtrec", tr.task_names, {"norms": norms}).step(ctx)
 
@@ -356,3 +356,26 @@ def test_per_sample_norms_in_a_real_step_read_the_batch_counts(tiny_data):
     torch.testing.assert_close(per_sample.row_weights.sum(1), torch.ones(len(batch.touched[0])))
     # the step lengths are the true norms' (magnitude "norms"), so they do not change
     torch.testing.assert_close(per_sample.row_grad.norm(dim=1), total.row_grad.norm(dim=1), rtol=1e-4, atol=1e-7)
+
+
+
+@pytest.mark.parametrize("spec, counted", [("ew", False), ("pmtrec", False), ("pmtrec-persample", True)])
+def test_touch_counts_are_counted_only_when_a_method_asks(tiny_data, spec, counted):
+    """Counting costs a few % of an EW step, so the trainer counts lazily: only per-sample norms
+    count, and what they read equals an eager count of the batch's field references."""
+    from conftest import tiny_config
+    from pmtrec.train import Trainer
+
+    over = ["train.method=pmtrec", "train.method_params.norms=per_sample"] if spec == "pmtrec-persample" \
+        else ["train.method=" + spec]
+    tr = Trainer(tiny_config(*over, batch_size=256), tiny_data)
+    batch = gather_batch(tr._sample(next(tr.tasks[0].epoch_batches(256, tr.gen))))
+    ctx, _ = tr.step_context(batch)
+    tr.method.step(ctx)
+    assert (batch._counts is not None) == counted
+    eager = torch.zeros(batch.touched.shape)
+    for k, (index, through) in enumerate(zip(batch.task_index, batch.passthrough)):
+        for name, local in index.items():
+            if name not in through:
+                eager[k] += torch.bincount(local, minlength=eager.shape[1]).float()
+    assert torch.equal(ctx.touch_counts, eager)

@@ -70,21 +70,35 @@ class StepContext:
     epochs: int                          # planned number of epochs
     step: int                            # global step counter, 0-based
     recompute_losses: Callable[[], torch.Tensor] | None = None  # [K] losses at current params, same batch
-    touch_counts: torch.Tensor | None = None  # [K, R] how many of task k's field entries reference row r
+    touch_counts_fn: Callable[[], torch.Tensor] | None = field(default=None, repr=False)
     source: RowGradients | None = field(default=None, repr=False)
+    _touch_counts: torch.Tensor | None = field(default=None, repr=False)
     _row_gram: tuple[torch.Tensor, torch.Tensor] | None = field(default=None, repr=False)
 
     @classmethod
     def for_rows(cls, losses, task_names, rows, n_user_rows, row_ids, touched, task_params, epoch, epochs, step,
                  recompute_losses=None, grads_fn=None, touch_counts=None) -> "StepContext":
-        """A context whose gradients are taken w.r.t. the leaf ``rows`` (or by ``grads_fn``)."""
+        """A context whose gradients are taken w.r.t. the leaf ``rows`` (or by ``grads_fn``);
+        ``touch_counts`` is a callable that counts them when a method first asks."""
         return cls(losses=losses, task_names=tuple(task_names), touched=touched, n_user_rows=n_user_rows,
                    epoch=epoch, epochs=epochs, step=step, recompute_losses=recompute_losses,
-                   touch_counts=touch_counts, source=RowGradients(rows, row_ids, task_params, grads_fn))
+                   touch_counts_fn=touch_counts, source=RowGradients(rows, row_ids, task_params, grads_fn))
 
     @property
     def n_tasks(self) -> int:
         return len(self.task_names)
+
+    @property
+    def touch_counts(self) -> torch.Tensor | None:
+        """[K, R] how many of task k's field entries reference row r, computed on first use; None when
+        the trainer did not provide them."""
+        if self._touch_counts is None and self.touch_counts_fn is not None:
+            self._touch_counts = self.touch_counts_fn()
+        return self._touch_counts
+
+    @touch_counts.setter
+    def touch_counts(self, value: torch.Tensor | None) -> None:
+        self._touch_counts = value
 
     @property
     def row_ids(self) -> torch.Tensor | None:

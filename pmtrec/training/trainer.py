@@ -195,7 +195,7 @@ class Trainer(NonFiniteChecks, Checkpointing):
         ctx = StepContext.for_rows(losses, self.task_names, rows, len(batch.user_ids),
                                    torch.cat([batch.user_ids, batch.item_ids]), batch.touched, task_params,
                                    self.epoch, self.epochs, self.global_step, recompute_losses=recompute,
-                                   grads_fn=per_task_grads, touch_counts=batch.counts)
+                                   grads_fn=per_task_grads, touch_counts=lambda: batch.counts)
         return ctx, leaves
 
     def _scratch(self, name: str, shape: tuple[int, ...], dtype: torch.dtype) -> torch.Tensor:
