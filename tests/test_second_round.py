@@ -83,3 +83,39 @@ def test_plugin_arms_are_pmtrec_and_ew_with_one_switch():
     got = json.loads(out.stdout.strip().splitlines()[-1])
     assert got == {"softmax": "softmax_norms", "persample": "per_sample", "ema": "ema", "cosine": "cosine",
                    "anchored": "log_norms", "override": 0.5, "ew": "EqualWeight"}
+
+
+def test_cold_users_keeps_the_screens_preprocessing_and_reads_groups_from_the_log(tmp_path, tiny_data):
+    from benchmarks.second_round import cold_users as cu
+    from pmtrec.data.store import write_prepared
+
+    cfg = cu.screen_config()
+    assert cu.prepare_overrides("amazon-hin", cfg) == ["preprocess.split=temporal"]
+    assert cu.prepare_overrides("ciao", cfg) == []
+    with pytest.raises(SystemExit, match="no screen selection of ew on ciao"):
+        cu.shared_setting(tmp_path, "ciao")
+    sel = tmp_path / "results/tune/ciao/ew/selected.yaml"
+    sel.parent.mkdir(parents=True)
+    sel.write_text("train:\n  lr: 0.005\n  l2: 1.0e-05\n")
+    assert cu.shared_setting(tmp_path, "ciao") == {"train.lr": 0.005, "train.l2": 1e-05}
+
+    data = write_prepared(tiny_data, tmp_path / "tiny")
+    ranges = cu.group_ranges(data, 5)
+    lows, highs = [ranges[str(g)][0] for g in range(5)], [ranges[str(g)][1] for g in range(5)]
+    assert lows == sorted(lows) and highs == sorted(highs) and all(lo <= hi for lo, hi in zip(lows, highs))
+    res = {"best_epoch": 10, "valid": {"groups": {str(g): {"ndcg@20": 0.1 * g, "recall@20": 0.2, "n_users": 3}
+                                                  for g in range(5)}},
+           "curves": [{"row_weight_by_user_group": {"0": {"rec": 0.6, "social": 0.4}}},
+                      {"row_weight_by_user_group": {"0": {"rec": 0.8, "social": 0.2}}}, {}]}
+    metrics, weights = cu.rows_of("tiny", "pmtrec", 100, res, ranges)
+    assert [m["valid_ndcg@20"] for m in metrics] == pytest.approx([0.0, 0.1, 0.2, 0.3, 0.4])
+    assert metrics[0]["train_min"] == lows[0]
+    assert len(weights) == 1 and weights[0]["weight_rec"] == pytest.approx(0.7)
+    assert weights[0]["weight_social"] == pytest.approx(0.3)
+
+
+def test_cold_users_refuses_reported_seeds():
+    from benchmarks.second_round import cold_users as cu
+
+    with pytest.raises(SystemExit, match="tuning seeds only"):
+        cu.main(["--screen", "/nonexistent", "--seeds", "0"])
