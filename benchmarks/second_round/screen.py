@@ -98,6 +98,7 @@ def main(argv: list[str] | None = None) -> int:
     found = runs(args.results)
     screen = screen_table(found)
     rule = rule_table(screen)
+    args.out.mkdir(parents=True, exist_ok=True)
     found.to_csv(args.out / "second_round_runs.csv", index=False)  # every run: a wiped machine loses nothing read
     screen.to_csv(args.out / "second_round_screen.csv", index=False)
     rule.to_csv(args.out / "second_round_rule.csv", index=False)
