@@ -1,12 +1,12 @@
-"""Kill the whole `snakemake` process group (SIGKILL) after the first training job of the CI
-config has finished, unlock, rerun with `--rerun-incomplete`, and check that the outputs equal
-a clean run's: every aggregated table (timing tables and series excluded), every result file
+"""Kill the whole `snakemake` process group (SIGKILL) after the first training job of the small
+CI config (.test/config/small.yaml) has finished, unlock, rerun with `--rerun-incomplete`, and
+check that the outputs equal a clean run's: every aggregated table (timing tables and series excluded), every result file
 (timing fields excluded), and the report's text up to its efficiency section (measured times).
 
 Like tests/test_workflow.py, it runs the real `snakemake` on temporary copies of the workflow,
 configs, notebooks and profiles. Both runs import one snapshot of the library (copied at the start,
 first on PYTHONPATH), so that an edit to the working tree during the test cannot make them differ.
-About 8 minutes on two shared cores: two full runs of the CI config and a partial one.
+Two full runs of the small config and a partial one (27 jobs each).
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 SNAKEMAKE = Path(sys.executable).parent / "snakemake"
 COPIED = ["workflow", "config", "profiles", ".test"]  # the notebooks and template are package data
-CONFIG = ".test/config/config.yaml"
+CONFIG = ".test/config/small.yaml"  # the CI config with fewer jobs: this test runs it two and a half times
 TRAINED = ("ew", "pmtrec")  # methods that train (mostpop only ranks)
 
 pytestmark = [

@@ -6,7 +6,7 @@ skipped otherwise. What is checked:
 * a plain ``sbatch`` job runs and shows in ``sacct`` with its account, partition and comment
   (the Snakemake plugin learns job states from ``sacct``), a GPU request is scheduled on the
   ``gpu`` partition (fake GPUs: no CUDA inside the job), and a failing job is FAILED in sacct;
-* ``snakemake --profile profiles/slurm --configfile .test/config/config.yaml all`` on a copy
+* ``snakemake --profile profiles/slurm --configfile .test/config/small.yaml all`` on a copy
   of the project: every non-local job ran as a SLURM job (sacct has one row per submission,
   with the rule name in the comment the plugin sets), the results equal a local run's
   (training is deterministic on the CPU given the seed), and a training job that fails once on
@@ -43,7 +43,7 @@ GPU_PARTITION = os.environ.get("PMTREC_SLURM_GPU_PARTITION", "gpu")
 # The profile under test; PMTREC_SLURM_PROFILE=DIR tries another one (copied into the project copy).
 PROFILE_SOURCE = Path(os.environ.get("PMTREC_SLURM_PROFILE", "profiles/slurm"))
 PROFILE = PROFILE_SOURCE if not PROFILE_SOURCE.is_absolute() else Path("profiles/_under_test")
-TEST_CONFIG = Path(".test/config/config.yaml")
+TEST_CONFIG = Path(".test/config/small.yaml")  # smaller than the CI config: each SLURM job pays a start-up
 WORKFLOW_TIMEOUT = int(os.environ.get("PMTREC_SLURM_WORKFLOW_TIMEOUT", "1200"))
 # The one training job that fails on its first attempt (by its --out argument).
 FAIL_MATCH = "--embeddings results/runs/"  # a main training job of a trained method (rule train)

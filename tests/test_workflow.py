@@ -123,7 +123,7 @@ def expected_jobs(cfg: dict) -> Counter:
     return +jobs
 
 
-@pytest.mark.parametrize("configfile", ["config/config.yaml", "config/paper.yaml", ".test/config/config.yaml"])
+@pytest.mark.parametrize("configfile", ["config/config.yaml", "config/paper.yaml", ".test/config/config.yaml", ".test/config/small.yaml"])
 def test_dry_run_lists_every_job(repo, configfile):
     res = smk(repo, "-n", "all", "--configfile", configfile)
     assert res.returncode == 0, res.stderr[-3000:] + res.stdout[-3000:]
