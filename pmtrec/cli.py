@@ -1,9 +1,10 @@
-"""Command line: pmtrec prepare, train, probe, embedding-map, collect, report, methods and config.
+"""Command line: pmtrec prepare, train, probe, embedding-map, collect, compare, report, methods and config.
 
 Every user-facing error is one line on stderr and a non-zero exit status: 2 for a bad
 input, configuration or file (``pmtrec: error: ...``), 1 for an unexpected internal error
 (``pmtrec: internal error: ...``; ``PMTREC_DEBUG=1`` shows its traceback), 130 on Ctrl-C and
-143 on SIGTERM (temporary files are removed; a training checkpoint resumes the run).
+143 on SIGTERM (temporary files are removed; a training checkpoint resumes the run). `pmtrec compare`
+exits 3 when a rerun does not reproduce the reference.
 """
 
 from __future__ import annotations
@@ -142,6 +143,26 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("results", nargs="+", metavar="RESULT", help="result JSON files or folders holding them")
     p.add_argument("--out", "-o", required=True, metavar="CSV", help="the runs table (written atomically)")
     p.add_argument("--summary", metavar="CSV", help="also the mean, std and n over seeds of each metric")
+
+    p = sub.add_parser("compare", help="check a rerun's summary.csv against a reference study's (means in intervals)",
+                       description="Per kind, dataset, method, variant, split and metric of the reference's "
+                                   "summary.csv, the new mean must lie within the reference mean's two-sided t "
+                                   "interval over seeds (--level), widened by --atol. Prints the rows that are not "
+                                   "ok and a summary line. Exit status 0 when every reference row is ok, 3 when one "
+                                   "is outside its interval or missing from NEW; rows only in NEW are listed as "
+                                   "extra and do not fail it.")
+    p.add_argument("reference", metavar="REFERENCE", help="the reference's tables folder (holding summary.csv), "
+                   "results folder (holding tables/summary.csv) or summary.csv")
+    p.add_argument("new", metavar="NEW", help="the rerun's tables folder, results folder or summary.csv")
+    p.add_argument("--metrics", nargs="+", metavar="METRIC", help="metrics compared (default: ndcg@20 recall@20)")
+    p.add_argument("--splits", nargs="+", metavar="SPLIT", help="splits compared (default: test)")
+    p.add_argument("--kinds", nargs="+", metavar="KIND", help="kinds compared: main, ablation, sensitivity, tune "
+                   "(default: all)")
+    p.add_argument("--level", type=float, default=0.95, help="confidence level of the reference's intervals")
+    p.add_argument("--atol", type=float, default=1e-6, help="absolute tolerance added to each side of an interval "
+                   "(what a row with n=1 or std=0 is compared within)")
+    p.add_argument("--out", "-o", metavar="CSV", help="the full table, every row with its interval and status "
+                   "(written atomically)")
 
     p = sub.add_parser("methods", help="list the catalogue: methods, ablation variants and baseline models",
                        description="Every name train.method accepts, with its family and hyperparameters; "
@@ -315,6 +336,29 @@ def cmd_collect(args) -> int:
     return 0
 
 
+def cmd_compare(args) -> int:
+    from pmtrec.io import atomic_path
+    from pmtrec.study.compare import compare_tables, counts, failures_text, summary_line
+
+    if args.out:
+        _check_writable(args.out, "--out")
+    if not 0 < args.level < 1:  # checked here too, to name the option
+        raise ConfigError(f"--level {args.level}: expected a number between 0 and 1 (exclusive)")
+    if not args.atol >= 0:
+        raise ConfigError(f"--atol {args.atol}: expected a number >= 0")
+    table = compare_tables(args.reference, args.new, metrics=args.metrics or ("ndcg@20", "recall@20"),
+                           splits=args.splits or ("test",), kinds=args.kinds, level=args.level, atol=args.atol)
+    if args.out:
+        with atomic_path(args.out) as tmp:
+            table.to_csv(tmp, index=False)
+    failures = failures_text(table, full=args.out)
+    if failures:  # a table: INFO, so -q keeps only the summary line
+        _LOG.info(failures)
+    c = counts(table)
+    _say(summary_line(table, args.level) + (f" -> {args.out}" if args.out else ""))
+    return 3 if c["outside"] or c["missing"] else 0  # not 1: that is an internal error
+
+
 def cmd_methods(args) -> int:
     from pmtrec.methods import entries
     from pmtrec.plugins import load_plugins
@@ -390,7 +434,8 @@ def _say(text: str, *, err: bool = False, level: int = 20) -> None:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     handler = {"prepare": cmd_prepare, "train": cmd_train, "probe": cmd_probe, "embedding-map": cmd_embedding_map,
-               "methods": cmd_methods, "config": cmd_config, "report": cmd_report, "collect": cmd_collect}
+               "methods": cmd_methods, "config": cmd_config, "report": cmd_report, "collect": cmd_collect,
+               "compare": cmd_compare}
     try:
         logs.configure(-1 if args.quiet else 1 if args.verbose else 0, args.log_file)
     except OSError as exc:
