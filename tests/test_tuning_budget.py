@@ -12,8 +12,8 @@ import yaml
 
 from pmtrec.methods import entry
 from pmtrec.study import StudyConfigError, load_study
-from pmtrec.study.grid import slug
-from pmtrec.study.space import SpaceError, draw, expand, tunable_space
+from pmtrec.study.grid import canon, slug
+from pmtrec.study.space import SpaceError, draw, expand, pair, stable_seed, tunable_space
 from pmtrec.study.tuning import select_setting
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -80,6 +80,18 @@ def test_catalogue_ranges_become_the_default_space():
     assert tunable_space(entry("gradvac").tunable)["beta"]["log"] is True  # 0.001 .. 0.1
 
 
+def test_pairing_keeps_the_shared_order_and_stratifies_the_own_grid():
+    shared = draw(SHARED, 6, [0])
+    own = {"relax": [0.5, 0.9], "k": {"low": 1, "high": 2}}  # k alone has 2 values < 3 per grid point
+    points = pair(shared, own, [0, 1])
+    assert [{k: p[k] for k in SHARED} for p in points] == shared
+    assert [p["relax"] for p in points] == [0.5] * 3 + [0.9] * 3  # a block of shared points each
+    assert {p["k"] for p in points} <= {1, 2} and len({slug(p) for p in points}) == 6
+    big = pair(shared[:5], {"a": [1, 2, 3], "b": [4, 5, 6]}, [0, 2])  # 9 own points > 5: distinct own draws
+    assert len({(p["a"], p["b"]) for p in big}) == 5
+    assert pair(shared, {}, [0, 3]) == shared  # no own knobs: the shared points themselves
+
+
 # ---- the planner ------------------------------------------------------------------------------
 def trained_used(cfg: dict) -> set[str]:
     used = set(cfg["methods"]) | {entry(v).base for v in (cfg.get("ablation") or {}).get("variants", [])}
@@ -117,6 +129,77 @@ def test_the_settings_do_not_move_when_another_method_is_added():
     cfg["methods"].append("uw")
     after = plan(cfg).points
     assert after["ew"] == before["ew"] and after["pmtrec"] == before["pmtrec"] and len(after["uw"]) == 2
+
+
+def own_space(cfg: dict, method: str) -> dict:
+    own = cfg["tune"]["space"].get(method)
+    return tunable_space(entry(method).tunable) if own is None else own
+
+
+@pytest.mark.parametrize("name", ["config/paper.yaml", ".test/config/config.yaml"])
+def test_per_method_draws_are_each_methods_expansion_seeded_by_its_name(name):
+    cfg = raw(name)
+    default = plan(cfg).points
+    cfg["tune"]["draws"] = "per_method"
+    study = plan(cfg)
+    tune = study.cfg["tune"]  # with the schema's defaults
+    assert study.points == default and "draws" not in raw(name)["tune"]  # the default, set by no config
+    for m, points in study.points.items():
+        own = own_space(cfg, m)
+        space = {**tune["space"]["shared"], **own}
+        expected = expand(space, list(own), tune["budget"], [tune["sampler_seed"], *stable_seed(m)], tune["sampler"])
+        assert list(points.items()) == [(slug(p), canon(p)) for p in expected]
+
+
+def shared_part(points: dict, keys) -> list[tuple]:
+    return [tuple(p[k] for k in sorted(keys)) for p in points.values()]
+
+
+def test_shared_draws_give_every_method_the_same_shared_points_in_the_same_order():
+    cfg = raw("config/paper.yaml")
+    cfg["tune"]["draws"] = "shared"
+    study = plan(cfg)
+    keys, budget = cfg["tune"]["space"]["shared"], cfg["tune"]["budget"]
+    common = shared_part(study.points["ew"], keys)
+    assert len(set(common)) == budget == 12
+    for m, points in study.points.items():
+        assert shared_part(points, keys) == common, m  # setting i of every method: shared point i
+        own = own_space(cfg, m)
+        grid = [k for k in own if isinstance(own[k], list)]
+        per_own = Counter(slug({k: p[k] for k in grid}) for p in points.values())
+        assert max(per_own.values()) - min(per_own.values()) <= 1, m  # every own grid point, evenly
+        assert len(per_own) == min(len(list(itertools.product(*(own[k] for k in grid)))), budget), m
+    assert {slug({k: p[k] for k in ("focus_max", "focus_rows")}) for p in study.points["pmtrec"].values()} == \
+        {slug({"focus_max": f, "focus_rows": r}) for f in (0.3, 0.5, 0.7) for r in ("main", "all")}
+    per_method = plan(raw("config/paper.yaml")).points  # the draw luck shared draws remove
+    assert shared_part(per_method["ew"], keys) != shared_part(per_method["uw"], keys)
+
+
+def test_shared_draws_give_methods_without_own_knobs_identical_settings():
+    cfg = raw()
+    cfg["methods"].append("uw")
+    cfg["tune"].update(draws="shared", budget=4)
+    cfg["tune"]["space"].update(shared=SHARED, ew={}, uw={})
+    points = plan(cfg).points
+    assert points["ew"] == points["uw"] and len(points["ew"]) == 4
+    assert Counter(p["focus_max"] for p in points["pmtrec"].values()) == {0.25: 2, 0.5: 2}
+    assert shared_part(points["pmtrec"], SHARED) == shared_part(points["ew"], SHARED)
+
+
+def test_shared_draws_do_not_depend_on_which_methods_are_in_the_study():
+    cfg = raw()
+    cfg["tune"].update(draws="shared", budget=4)
+    cfg["tune"]["space"]["shared"] = {"train.lr": {"low": 1e-4, "high": 1e-2, "log": True}, "train.l2": [0.0, 1e-4]}
+    before = plan(cfg).points
+    common = shared_part(before["ew"], cfg["tune"]["space"]["shared"])
+    assert len(set(common)) == 4
+    edited = copy.deepcopy(cfg)  # ew removed, uw added (a rename of a method without own knobs)
+    edited["methods"] = [m if m != "ew" else "uw" for m in cfg["methods"]]
+    edited["sensitivity"]["dim_methods"] = ["uw"]
+    after = plan(edited).points
+    assert "ew" not in after and after["uw"] == before["ew"] and after["pmtrec"] == before["pmtrec"]
+    cfg["tune"]["sampler_seed"] = 1  # the seed, not the methods, moves them
+    assert shared_part(plan(cfg).points["ew"], cfg["tune"]["space"]["shared"]) != common
 
 
 def test_tuned_methods_run_their_setting_and_reported_runs_read_the_selection():
@@ -171,6 +254,14 @@ BAD = [
     ("old tune.seed", lambda c: c["tune"].update(seed=0), "tune.seed", "did you mean 'seeds'"),
     ("split seed set twice", lambda c: c["run"].update(preprocess={"seed": 3}), "run.preprocess.seed",
      "split_seed: run"),
+    ("bad draws", lambda c: c["tune"].update(draws="paired"), "tune.draws", "'paired' is not one of: per_method, shared"),
+    ("shared draws too few", lambda c: c["tune"].update(draws="shared", budget=3), "tune.space.shared",
+     "2 distinct points, fewer than the 3 needed for tune.budget 3"),
+    ("shared draws of nothing", lambda c: (c["tune"].update(draws="shared"), c["tune"]["space"].pop("shared")),
+     "tune.space.shared", "nothing to vary"),
+    ("own key replacing the shared draws", lambda c: (c["tune"].update(draws="shared"),
+                                                      c["tune"]["space"].update(ew={"train.l2": [0.0]})),
+     "tune.space.ew", "its own train.l2 replaces the shared draws"),
 ]
 
 

@@ -80,7 +80,9 @@ def protocol_reading(tp: pd.DataFrame) -> str:
     counts = {json.loads(v) for v in tp.loc[tp["item"] == "settings", "value"]}
     if "budget" in glob:
         text = (f"Every trained method had a budget of {glob['budget']} tuning settings per dataset "
-                f"({glob.get('sampler', '?')} sampling, seed {glob.get('sampler_seed', '?')}), each run on the "
+                f"({glob.get('sampler', '?')} sampling, seed {glob.get('sampler_seed', '?')}"
+                + (", the same shared lr / l2 draws for every method" if glob.get("draws") == "shared" else "")
+                + "), each run on the "
                 f"tuning seeds {_values(json.dumps(glob.get('seeds', [])))}, held out from every reported seed; "
                 f"selection on validation {style.metric_label(str(glob.get('metric', 'ndcg@20')))}. "
                 + ("Each reported seed has its own data split." if glob.get("split_seed") == "run"

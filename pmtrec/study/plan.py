@@ -286,7 +286,8 @@ class Study(StudyChecks):
         the split protocol and the disclosed development-time tuning."""
         tune = self.cfg["tune"]
         return {"budget": tune["budget"], "seeds": list(self.tune_seeds), "metric": tune["metric"],
-                "sampler": tune["sampler"], "sampler_seed": tune["sampler_seed"], "split_seed": self.split_seed,
+                "sampler": tune["sampler"], "sampler_seed": tune["sampler_seed"], "draws": tune["draws"],
+                "split_seed": self.split_seed,
                 "spaces": canon(self.spaces), "settings": {m: len(p) for m, p in self.points.items()},
                 "development": list(tune["development"])}
 

@@ -74,22 +74,23 @@ def _map(spec: Any, u: np.ndarray) -> list:
     return [float(f"{v:.3g}") for v in x]
 
 
-def draw(space: dict, n: int, seed: list[int], sampler: str = "sobol") -> list[dict]:
-    """``n`` distinct points of ``space`` (SpaceError if it has fewer)."""
+def draw(space: dict, n: int, seed: list[int], sampler: str = "sobol", distinct: bool = True) -> list[dict]:
+    """``n`` distinct points of ``space`` (SpaceError if it has fewer); ``distinct=False``: ``n``
+    points that may repeat (the first ``n`` draws, nothing redrawn)."""
     keys = sorted(space)
     if n <= 0:
         return []
     if not keys:
-        if n > 1:
+        if n > 1 and distinct:
             raise SpaceError(f"nothing to vary, cannot give {n} distinct points")
-        return [{}]
+        return [{} for _ in range(n)]
     rng = np.random.default_rng(seed)
     if not any(is_range(space[k]) for k in keys):  # finite: an exact draw without replacement
         sizes = [len(space[k]) for k in keys]
         total = math.prod(sizes)
-        if total < n:
+        if total < n and distinct:
             raise SpaceError(f"{total} distinct points, fewer than the {n} needed")
-        coords = np.unravel_index(rng.choice(total, size=n, replace=False), sizes)
+        coords = np.unravel_index(rng.choice(total, size=n, replace=total < n), sizes)
         return [{k: space[k][int(c[i])] for k, c in zip(keys, coords)} for i in range(n)]
     out: dict[str, dict] = {}
     for attempt in range(8):  # rounding can merge draws: draw more until n distinct ones
@@ -101,6 +102,8 @@ def draw(space: dict, n: int, seed: list[int], sampler: str = "sobol") -> list[d
         else:
             u = rng.random((m, len(keys)))
         columns = {k: _map(space[k], u[:, j]) for j, k in enumerate(keys)}
+        if not distinct:
+            return [{k: columns[k][i] for k in keys} for i in range(n)]
         for i in range(len(u)):
             point = {k: columns[k][i] for k in keys}
             out.setdefault(slug(point), point)
@@ -126,3 +129,28 @@ def expand(space: dict, own_keys, budget: int, seed: list[int], sampler: str = "
         quota = budget // len(grid) + (i < budget % len(grid))
         points += [{**fixed, **d} for d in draw(rest, quota, seed + [i], sampler)]
     return points
+
+
+def pair(shared: list[dict], own: dict, seed: list[int], sampler: str = "sobol") -> list[dict]:
+    """One setting per point of ``shared`` (the study's common draws of the shared knobs, in order),
+    each with a point of the method's ``own`` space (its key wins over a shared one).
+
+    Own points as :func:`expand` stratifies them: when the grid of the discrete own knobs has at
+    most ``len(shared)`` points, grid point j takes a contiguous block of ``len(shared) // grid``
+    (or one more) shared points, with draws of the continuous own knobs that may repeat (the shared
+    point already makes the setting distinct). Blocks, not every grid-th point: every other point
+    of a scrambled Sobol sequence can lie in one half of a coordinate (scipy's do), so striding
+    could give a grid point only low or only high learning rates. Otherwise ``len(shared)``
+    distinct draws of ``own``."""
+    budget = len(shared)
+    grid_keys = sorted(k for k in own if not is_range(own[k]))
+    grid = grid_points({k: own[k] for k in grid_keys})
+    if len(grid) > budget:
+        mine = draw(own, budget, seed, sampler)
+    else:
+        rest = {k: v for k, v in own.items() if k not in grid_keys}
+        mine = []
+        for i, fixed in enumerate(grid):  # one draw per grid point of the config, not per sample
+            quota = budget // len(grid) + (i < budget % len(grid))
+            mine += [{**fixed, **d} for d in draw(rest, quota, seed + [i], sampler, distinct=False)]
+    return [{**s, **m} for s, m in zip(shared, mine)]

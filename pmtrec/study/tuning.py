@@ -82,7 +82,7 @@ def protocol_table(tuning: pd.DataFrame, declared: Mapping[str, Any] | None = No
             if len(seen):
                 rows.append((dataset, method, "run:" + col[len("param:"):], _distinct(seen.tolist())))
     d = dict(declared or {})
-    for item in ("budget", "seeds", "metric", "sampler", "sampler_seed", "split_seed"):
+    for item in ("budget", "seeds", "metric", "sampler", "sampler_seed", "draws", "split_seed"):
         if item in d:
             rows.append(("", "", item, d[item]))
     for method, space in (d.get("spaces") or {}).items():

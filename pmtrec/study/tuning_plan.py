@@ -5,13 +5,19 @@ the ablation variants, the embedding-size sweep's methods) gets exactly ``budget
 ``tune.space.shared`` x its own knobs (``tune.space.<method>``, default: the catalogue's
 ``tunable`` ranges). Untrained baseline models get none. Legacy (budget 0): ``tune.grids``, each
 method's full grid, tuned when it has more than one point.
+
+``tune.draws``: ``per_method`` draws each method's whole space seeded by its name; ``shared``
+(common random numbers) draws the shared knobs once per study and gives every method's setting i
+shared point i, so methods are compared on the same lr / l2 values, not on the luck of their draws.
 """
 
 from __future__ import annotations
 
 from pmtrec.study.checks import config_error
 from pmtrec.study.grid import canon, grid_points, slug
-from pmtrec.study.space import SpaceError, check_range, expand, is_range, stable_seed, tunable_space
+from pmtrec.study.space import SpaceError, check_range, draw, expand, is_range, pair, stable_seed, tunable_space
+
+SHARED_TAG = "tune.space.shared"  # seeds the common draws: no method name, so no method moves them
 
 
 def named(points: list[dict], where: str) -> dict[str, dict]:
@@ -33,6 +39,20 @@ def method_space(tune: dict, method) -> tuple[dict, dict]:
     return {**shared, **own}, where
 
 
+def common_draws(tune: dict, budget: int) -> list[dict]:
+    """``tune.draws: shared``: the study's ``budget`` distinct points of ``tune.space.shared``."""
+    shared = tune["space"].get("shared") or {}
+    for key, spec in shared.items():
+        why = check_range(spec) if is_range(spec) else None
+        if why:
+            config_error(f"tune.space.shared.{key}", why)
+    try:
+        return draw(shared, budget, [tune["sampler_seed"], *stable_seed(SHARED_TAG)], tune["sampler"])
+    except SpaceError as exc:
+        config_error("tune.space.shared", f"{exc} for tune.budget {budget} (tune.draws: shared gives every "
+                                          "method the same distinct shared points); widen tune.space.shared")
+
+
 def tuning_plan(tune: dict, used: list[str], entry) -> tuple[dict[str, dict], dict[str, dict[str, dict]]]:
     """(method -> space, method -> {setting name: values}) of the tuned methods."""
     budget = tune["budget"]
@@ -48,6 +68,7 @@ def tuning_plan(tune: dict, used: list[str], entry) -> tuple[dict[str, dict], di
         if "." not in key:
             config_error(f"tune.space.shared.{key}", "shared knobs are run-config keys (dotted, e.g. train.lr); "
                                                      "a method's own knob goes under tune.space.<method>")
+    common = common_draws(tune, budget) if tune["draws"] == "shared" else None
     spaces, points = {}, {}
     for name in used:
         method = entry(name)
@@ -59,11 +80,20 @@ def tuning_plan(tune: dict, used: list[str], entry) -> tuple[dict[str, dict], di
             if why:
                 config_error(where[key], why)
         own = [k for k in space if not where[k].startswith("tune.space.shared.")]
+        seed = [tune["sampler_seed"], *stable_seed(name)]
         try:  # seeded by the method's name: its settings do not move when another method is added
-            drawn = expand(space, own, budget, [tune["sampler_seed"], *stable_seed(name)], tune["sampler"])
+            if common is None:
+                drawn = expand(space, own, budget, seed, tune["sampler"])
+            else:
+                drawn = pair(common, {k: space[k] for k in own}, seed, tune["sampler"])
         except SpaceError as exc:
             config_error(f"tune.space.{name}", f"{exc} for tune.budget {budget}; widen the space "
                                                "(its own knobs or tune.space.shared)")
+        if common is not None and len({slug(p) for p in drawn}) < budget:  # only when own keys replace shared ones
+            replaced = sorted(set(own) & set(tune["space"].get("shared") or {}))
+            config_error(f"tune.space.{name}", f"its settings repeat with tune.draws: shared: its own "
+                                               f"{', '.join(replaced)} replaces the shared draws; drop it "
+                                               "there or use tune.draws: per_method")
         spaces[name] = space
         points[name] = named(drawn, f"tune.space.{name}")
     return spaces, points
