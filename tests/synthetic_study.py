@@ -206,7 +206,7 @@ def synthetic_study(out_dir: str | Path, *, datasets: Sequence[str] = ("ciao", "
         for v in variants:
             for s in seeds:
                 add("ablation", d, v, s, quality[v], scale=scale)
-        if di == 0:
+        if di == 0 and "pmtrec" in quality:  # the sweeps are PMTRec's (and EW's embedding size)
             keys = sorted(grid)
             for combo in np.array(np.meshgrid(*[grid[k] for k in keys], indexing="ij")).reshape(len(keys), -1).T:
                 values = {k: float(v) for k, v in zip(keys, combo)}
@@ -215,7 +215,7 @@ def synthetic_study(out_dir: str | Path, *, datasets: Sequence[str] = ("ciao", "
                 for s in seeds[:2]:
                     add("sensitivity", d, "pmtrec", s, q, setting, values, "grid")
             for m in ("ew", "pmtrec"):
-                for dim in dims:
+                for dim in dims if m in quality else ():
                     q = quality[m] * (1 - 0.08 * abs(np.log2(dim / 64)))
                     for s in seeds[:2]:
                         add("sensitivity", d, m, s, q, f"model.dim={dim}", {"model.dim": dim}, "dim")

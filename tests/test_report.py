@@ -579,3 +579,22 @@ def test_study_report_refuses_an_unknown_significance_option(tmp_path):
     assert str(err.value) == ("unknown significance option 'min_seed' (known: min_seeds, equivalence_margin, "
                               "n_resamples)")
     assert not (tmp_path / "work").exists()
+
+
+def test_personalization_section_of_a_study_without_pmtrec(tmp_path):
+    """A study of baselines only (e.g. a user's own method against them) logs no per-row weights:
+    the section says so and still shows the accuracy per user group, instead of failing the report."""
+    import matplotlib
+    from synthetic_study import synthetic_study
+
+    matplotlib.use("Agg")
+    study = synthetic_study(tmp_path / "study", datasets=("alpha",), methods=["mostpop", "ew", "uw"], seeds=(0, 1),
+                            variants=[], benchmarks=False)
+    out = tmp_path / "section"
+    run_notebook_inprocess("04_personalization", {"tables_dir": str(study["tables"]), "datasets": [],
+                                                  "out_dir": str(out)})
+    items = read_section(out)["items"]
+    texts = [i["text"] for i in items if i["kind"] == "text"]
+    assert any(t.startswith("No per-row task weights on alpha") for t in texts), texts
+    assert not [i for i in items if i.get("id", "").startswith("row-weights")]
+    assert [i["id"] for i in items if i["kind"] == "table"][:1] == ["groups-alpha"]

@@ -22,6 +22,17 @@ def group_label(g: str, n: int, noun: str = "active") -> str:
     return str(i + 1)
 
 
+def has_row_weights(row_weights: pd.DataFrame, dataset: str, method: str = REF, kind: str = "main") -> bool:
+    """Whether the study logged ``method``'s per-row weights on ``dataset`` (PMTRec runs only)."""
+    return bool(((row_weights["dataset"] == dataset) & (row_weights["method"] == method)
+                 & (row_weights["kind"] == kind)).any())
+
+
+def no_row_weights_reading(dataset: str, method: str = REF) -> str:
+    return (f"No per-row task weights on {dataset}: this study has no main-comparison run of "
+            f"{style.label(method)}, the method that logs them; the accuracy per user group follows.")
+
+
 def final_row_weights(row_weights: pd.DataFrame, dataset: str, method: str = REF, kind: str = "main") -> pd.DataFrame:
     """Mean row weight per (table, group, task) at each run's last epoch: mean and std over seeds."""
     rw = row_weights[(row_weights["dataset"] == dataset) & (row_weights["method"] == method)
