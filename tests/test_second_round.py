@@ -38,15 +38,35 @@ def test_rule_counts_wins_and_losses_beyond_the_reference_spread():
                          ("amazon-hin", (0.050, 0.050), (0.051, 0.051))):  # higher
         vals[(d, "pmtrec", "x")] = ref
         vals[(d, "pmtrec-softmax", "x")] = cand
-    rule = rule_table(screen_table(_frame(vals))).set_index("candidate")
+    rule = rule_table(screen_table(_frame(vals)), budget=1).set_index("candidate")
     r = rule.loc["pmtrec-softmax"]
     assert (r.datasets, r.higher_on) == (3, 2)
-    assert r.worse_beyond_spread == "lastfm" and not r.passes_so_far
+    assert r.worse_beyond_spread == "lastfm" and not r.can_still_pass and not r.passes
     assert r.mean_difference == pytest.approx((0.001 - 0.0015 + 0.001) / 3)
-    # within the spread is not a loss: the candidate then passes only with a win everywhere
-    vals[("lastfm", "pmtrec-softmax", "x")] = (0.1006, 0.1006)
-    r = rule_table(screen_table(_frame(vals))).set_index("candidate").loc["pmtrec-softmax"]
-    assert r.higher_on == 3 and r.worse_beyond_spread == "" and r.passes_so_far
+    # within the spread is not a loss: 2 wins of 3, and Epinions to come, can still pass
+    vals[("lastfm", "pmtrec-softmax", "x")] = (0.1003, 0.1003)
+    r = rule_table(screen_table(_frame(vals)), budget=1).set_index("candidate").loc["pmtrec-softmax"]
+    assert r.higher_on == 2 and r.worse_beyond_spread == "" and r.can_still_pass and not r.passes
+    # ... and passes with a win on Epinions (3 of 4), not with a tie there (2 of 4)
+    for epi, passes in (((0.031, 0.031), True), ((0.030, 0.030), False)):
+        vals[("epinions", "pmtrec", "x")] = (0.030, 0.030)
+        vals[("epinions", "pmtrec-softmax", "x")] = epi
+        r = rule_table(screen_table(_frame(vals)), budget=1).set_index("candidate").loc["pmtrec-softmax"]
+        assert (r.datasets, r.passes, r.can_still_pass) == (4, passes, passes)
+
+
+def test_epinions_gets_the_two_best_candidates_that_can_still_pass():
+    from benchmarks.second_round.screen import best_for_epinions
+
+    vals = {}
+    gains = {"pmtrec-softmax": 0.002, "pmtrec-cosine": 0.004, "pmtrec-ema": 0.001, "pmtrec-persample": -0.01,
+             "ew-anchored": 0.01}
+    for d in ("ciao", "lastfm", "amazon-hin"):
+        vals[(d, "pmtrec", "x")] = vals[(d, "ew", "x")] = (0.05, 0.05)
+        for arm, g in gains.items():
+            vals[(d, arm, "x")] = (0.05 + g, 0.05 + g)
+    rule = rule_table(screen_table(_frame(vals)), budget=1)
+    assert best_for_epinions(rule) == ["pmtrec-cosine", "pmtrec-softmax"]  # ew-anchored is judged against ew
 
 
 def test_runs_reads_validation_only(tmp_path):

@@ -2,13 +2,14 @@
 
     python -m benchmarks.second_round.screen RESULTS_DIR [--out benchmarks/results]
     python -m benchmarks.second_round.screen --targets   # the screen's Snakemake targets
+    python -m benchmarks.second_round.screen RESULTS_DIR --epinions-targets   # then Epinions (screen_epinions.yaml)
 
 Reads the tuning runs of the screening study (``RESULTS_DIR/tune/<dataset>/<arm>/<setting>/seed<s>.json``,
 config benchmarks/second_round/screen.yaml) and writes ``second_round_screen.csv`` (per dataset and
 arm: the selected setting, the best-epoch validation NDCG@20 of each tuning seed there, their mean
 and spread, and the runs found) and ``second_round_rule.csv`` (per candidate against its reference:
 the datasets where its mean is higher, those where it is lower by more than the reference's seed
-spread, the mean difference, and the verdict of the rule so far). Validation only: the runs' test
+spread, the mean difference, whether it can still pass and whether it passes). Validation only: the runs' test
 metrics are never read. ``second_round_runs.csv`` keeps every run found (validation only).
 """
 
@@ -24,6 +25,8 @@ import yaml
 ROOT = Path(__file__).resolve().parents[2]
 CONFIG = Path(__file__).with_name("screen.yaml")
 METRIC = "ndcg@20"
+N_DATASETS, NEEDED = 4, 3  # Ciao, Epinions, amazon-hin, lastfm; higher on at least 3 of them
+EPINIONS_CONFIG = Path(__file__).with_name("screen_epinions.yaml")
 # candidate -> the arm it is judged against (anchored batches: against the same method unanchored)
 REFERENCE = {"pmtrec-softmax": "pmtrec", "pmtrec-persample": "pmtrec", "pmtrec-ema": "pmtrec",
              "pmtrec-cosine": "pmtrec", "pmtrec-anchored": "pmtrec", "ew-anchored": "ew"}
@@ -64,8 +67,11 @@ def screen_table(frame: pd.DataFrame, n_seeds: int = 2) -> pd.DataFrame:
     return pd.DataFrame(out)
 
 
-def rule_table(screen: pd.DataFrame) -> pd.DataFrame:
-    """Each candidate against its reference, on the datasets where both are complete."""
+def rule_table(screen: pd.DataFrame, budget: int | None = None) -> pd.DataFrame:
+    """Each candidate against its reference, on the datasets where both ran all ``budget`` settings
+    (default: the screen config's tune.budget)."""
+    budget = budget if budget is not None else yaml.safe_load(CONFIG.read_text())["tune"]["budget"]
+    screen = screen[screen.settings_done >= budget]
     out = []
     for cand, ref in REFERENCE.items():
         a = screen[screen.arm == cand].set_index("dataset")
@@ -76,12 +82,21 @@ def rule_table(screen: pd.DataFrame) -> pd.DataFrame:
         diff = a.loc[common, "mean"] - b.loc[common, "mean"]
         higher = [d for d in common if diff[d] > 0]
         worse = [d for d in common if diff[d] < -b.loc[d, "spread"]]
+        to_come = max(N_DATASETS - len(common), 0)
         out.append({"candidate": cand, "reference": ref, "datasets": len(common), "higher_on": len(higher),
                     "higher": " ".join(higher), "worse_beyond_spread": " ".join(worse),
                     "mean_difference": float(diff.mean()),
-                    # (a) higher on 3 of the 4 datasets: with Epinions still to come, all of these
-                    "passes_so_far": bool(len(higher) >= min(3, len(common)) and not worse)})
+                    # (a) higher on 3 of the 4 datasets, (b) nowhere worse beyond the spread
+                    "can_still_pass": bool(len(higher) + to_come >= NEEDED and not worse),
+                    "passes": bool(not to_come and len(higher) >= NEEDED and not worse)})
     return pd.DataFrame(out)
+
+
+def best_for_epinions(rule: pd.DataFrame, n: int = 2) -> list[str]:
+    """The pre-registered "Epinions for the two best": the PMTRec candidates that can still pass,
+    by mean difference from the default over the datasets screened (docs/method.md)."""
+    ok = rule[(rule.reference == "pmtrec") & rule.can_still_pass]
+    return ok.sort_values("mean_difference", ascending=False)["candidate"].head(n).tolist()
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -89,9 +104,17 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("results", type=Path, nargs="?", help="the screening study's results folder")
     p.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results")
     p.add_argument("--targets", action="store_true", help="print the screen's Snakemake targets and exit")
+    p.add_argument("--epinions-targets", action="store_true",
+                   help="print the Epinions targets (the default and the two best candidates so far) and exit")
     args = p.parse_args(argv)
     if args.targets:
         print(" ".join(targets()))
+        return 0
+    if args.epinions_targets:
+        if args.results is None:
+            p.error("--epinions-targets needs the screen's results folder (the rule picks the arms)")
+        arms = ["pmtrec", *best_for_epinions(rule_table(screen_table(runs(args.results))))]
+        print(" ".join(f"results/tune/epinions/{a}/selected.yaml" for a in arms))
         return 0
     if args.results is None or not (args.results / "tune").is_dir():
         p.error(f"{args.results}: no tune/ folder of a screening study there")
