@@ -1,6 +1,7 @@
 """The study's cost as a benchmark: measured CPU-seconds per stage, dataset and method, and the paper study's.
 
     .venv/bin/python -m benchmarks.study_cost --tables results/tables --config config/paper.yaml [--cores 2]
+    .venv/bin/python -m benchmarks.study_cost --measured benchmarks/results/study_cost.csv --config C --out DIR
 
 Reads a finished study's ``efficiency.csv`` (one row per training job, with its Snakemake benchmark)
 and ``dataset_stats.csv``, and the ``prepare`` jobs' benchmark files (``--bench-runs``, default the
@@ -97,23 +98,32 @@ def planned_epochs(study, arg: str | None) -> float | None:
 
 
 def run(args: argparse.Namespace) -> tuple[dict[str, pd.DataFrame], list[str]]:
-    tables = Path(args.tables)
-    eff = read_csv(tables / "efficiency.csv")
-    stats = read_csv(tables / "dataset_stats.csv")
     extra = [read_csv(Path(p)) for p in args.stats]
     study = load_plan(Path(args.config))
     notes = []
-    bench_runs = Path(args.bench_runs) if args.bench_runs else tables.resolve().parents[1] / "benchmarks" / "runs"
-    prep = prepare_rows(bench_runs, set(eff["dataset"].astype(str)))
-    measured = cost.cost_table(pd.concat([prep, eff], ignore_index=True) if len(prep) else eff,
-                               str(tables / "efficiency.csv"))
     plan = cost.plan_counts(study)
-    if prep.empty:
-        plan = plan[plan["stage"] != "prepare"]
-        notes.append(f"no prepare benchmarks under {bench_runs}/prepare for this study's datasets: prepare jobs "
-                     "left out of the projection")
-    size = pd.concat([cost.dataset_size(s, str(n)) for s, n in
-                      [(stats, tables / "dataset_stats.csv"), *zip(extra, args.stats)]])
+    if args.measured:  # an earlier run's study_cost.csv: project another config without its tables
+        measured = read_csv(Path(args.measured))
+        for col in ("method", "source", "job_source"):  # text columns: an empty cell is "", as cost_table writes it
+            if col in measured:
+                measured[col] = measured[col].fillna("").astype(str)
+        own = []
+        if not (measured["stage"] == "prepare").any():
+            plan = plan[plan["stage"] != "prepare"]
+            notes.append(f"no prepare rows in {args.measured}: prepare jobs left out of the projection")
+    else:
+        tables = Path(args.tables)
+        eff = read_csv(tables / "efficiency.csv")
+        own = [(read_csv(tables / "dataset_stats.csv"), tables / "dataset_stats.csv")]
+        bench_runs = Path(args.bench_runs) if args.bench_runs else tables.resolve().parents[1] / "benchmarks" / "runs"
+        prep = prepare_rows(bench_runs, set(eff["dataset"].astype(str)))
+        measured = cost.cost_table(pd.concat([prep, eff], ignore_index=True) if len(prep) else eff,
+                                   str(tables / "efficiency.csv"))
+        if prep.empty:
+            plan = plan[plan["stage"] != "prepare"]
+            notes.append(f"no prepare benchmarks under {bench_runs}/prepare for this study's datasets: prepare "
+                         "jobs left out of the projection")
+    size = pd.concat([cost.dataset_size(s, str(n)) for s, n in [*own, *zip(extra, args.stats)]])
     size = size[~size.index.duplicated()]  # the study's own statistics first
     epochs = planned_epochs(study, args.epochs)
     projection = cost.project(measured, plan, size, epochs=epochs)
@@ -143,7 +153,10 @@ def summary(frames: dict[str, pd.DataFrame], notes: list[str], args) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m benchmarks.study_cost", description=__doc__.split("\n")[0])
-    p.add_argument("--tables", required=True, help="results/tables of a finished study (efficiency.csv ...)")
+    src = p.add_mutually_exclusive_group(required=True)
+    src.add_argument("--tables", help="results/tables of a finished study (efficiency.csv ...)")
+    src.add_argument("--measured", help="or the measured study_cost.csv of an earlier run (e.g. "
+                                        "benchmarks/results/study_cost.csv): projects --config without its tables")
     p.add_argument("--config", default=str(ROOT / "config" / "paper.yaml"), help="the study to project")
     p.add_argument("--cores", type=int, default=os.cpu_count() or 1, help="cores of the machine (default: this one's)")
     p.add_argument("--parallel", type=int, default=None, help="jobs at once (default: --cores)")

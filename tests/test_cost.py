@@ -207,6 +207,14 @@ def test_study_cost_cli_writes_the_measured_table_and_the_projection(tmp_path, c
     assert totals.iloc[-1]["cpu_s"] == pytest.approx(proj["cpu_s"].sum())
     text = capsys.readouterr().out
     assert "no GPU projection" in text and "planned epochs per trained job: as measured" in text
+    # the measured table alone (no tables) projects the same study: the cost of planning a new one
+    again = tmp_path / "again"
+    assert main(["--measured", str(out / "study_cost.csv"), "--config", str(ROOT / "config/paper.yaml"),
+                 "--cores", "2", "--epochs", "measured", "--stats", str(tables / "dataset_stats.csv"), str(stats),
+                 "--out", str(again)]) == 0
+    pd.testing.assert_frame_equal(pd.read_csv(again / "study_cost_projection.csv"),
+                                  pd.read_csv(out / "study_cost_projection.csv"))
+    pd.testing.assert_frame_equal(pd.read_csv(again / "study_cost_totals.csv"), totals)
 
 
 def test_study_cost_cli_bad_input_is_one_line_and_writes_nothing(tmp_path, capsys):
