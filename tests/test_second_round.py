@@ -139,3 +139,22 @@ def test_cold_users_refuses_reported_seeds():
 
     with pytest.raises(SystemExit, match="tuning seeds only"):
         cu.main(["--screen", "/nonexistent", "--seeds", "0"])
+
+
+def test_group_weights_average_the_selected_settings_last_epoch_over_seeds(tmp_path):
+    from benchmarks.second_round.screen import group_weights
+
+    d = tmp_path / "tune" / "ciao" / "pmtrec" / "train.lr=0.005"
+    d.mkdir(parents=True)
+    for seed, social in ((100, 0.2), (101, 0.4)):
+        curves = [{"row_weight_by_user_group": {"0": {"rec": 0.0, "social": 1.0}}},  # an earlier epoch: not read
+                  {"row_weight_by_user_group": {"0": {"rec": 1 - social, "social": social},
+                                                "4": {"rec": 0.5, "social": 0.5}}}]
+        (d / f"seed{seed}.json").write_text(json.dumps({"curves": curves}))
+    other = tmp_path / "tune" / "ciao" / "pmtrec" / "train.lr=0.002"  # not the selected setting
+    other.mkdir()
+    (other / "seed100.json").write_text(json.dumps({"curves": [{"row_weight_by_user_group": {"0": {"social": 9}}}]}))
+    screen = pd.DataFrame([{"dataset": "ciao", "arm": "pmtrec", "selected": "train.lr=0.005"}])
+    got = group_weights(tmp_path, screen).set_index("group")
+    assert got.loc[0, "social"] == pytest.approx(0.3) and got.loc[0, "rec"] == pytest.approx(0.7)
+    assert got.loc[4, "social"] == pytest.approx(0.5) and list(got.index) == [0, 4]

@@ -10,7 +10,8 @@ arm: the selected setting, the best-epoch validation NDCG@20 of each tuning seed
 and spread, and the runs found) and ``second_round_rule.csv`` (per candidate against its reference:
 the datasets where its mean is higher, those where it is lower by more than the reference's seed
 spread, the mean difference, whether it can still pass and whether it passes). Validation only: the runs' test
-metrics are never read. ``second_round_runs.csv`` keeps every run found (validation only).
+metrics are never read. ``second_round_runs.csv`` keeps every run found (validation only), and
+``second_round_weights.csv`` the PMTRec arms' last-epoch row weights per user activity group.
 """
 
 from __future__ import annotations
@@ -99,6 +100,20 @@ def best_for_epinions(rule: pd.DataFrame, n: int = 2) -> list[str]:
     return ok.sort_values("mean_difference", ascending=False)["candidate"].head(n).tolist()
 
 
+def group_weights(results: Path, screen: pd.DataFrame) -> pd.DataFrame:
+    """Per dataset, PMTRec-family arm and user activity group (0 = least active): each task's mean
+    per-row weight in the last epoch of the selected setting's runs (mean over the tuning seeds)."""
+    rows = []
+    for r in screen.itertuples():
+        for path in sorted((results / "tune" / r.dataset / r.arm / r.selected).glob("seed*.json")):
+            last = json.loads(path.read_text())["curves"][-1]
+            for group, w in (last.get("row_weight_by_user_group") or {}).items():
+                rows.append({"dataset": r.dataset, "arm": r.arm, "group": int(group), **w})
+    if not rows:
+        return pd.DataFrame(columns=["dataset", "arm", "group"])
+    return pd.DataFrame(rows).groupby(["dataset", "arm", "group"], as_index=False).mean()
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m benchmarks.second_round.screen", description=__doc__.splitlines()[0])
     p.add_argument("results", type=Path, nargs="?", help="the screening study's results folder")
@@ -125,6 +140,7 @@ def main(argv: list[str] | None = None) -> int:
     found.to_csv(args.out / "second_round_runs.csv", index=False)  # every run: a wiped machine loses nothing read
     screen.to_csv(args.out / "second_round_screen.csv", index=False)
     rule.to_csv(args.out / "second_round_rule.csv", index=False)
+    group_weights(args.results, screen).to_csv(args.out / "second_round_weights.csv", index=False)
     with pd.option_context("display.width", 200, "display.max_colwidth", 70):
         print(screen.to_string(index=False))
         print(rule.to_string(index=False))
