@@ -21,7 +21,7 @@ Writes ``benchmarks/results/cold_users.csv`` (per dataset, arm, seed and user ac
 group's range of training interactions, its size, best-epoch validation NDCG@20 and Recall@20) and
 ``cold_users_weights.csv`` (per dataset, PMTRec-family arm, seed and user group: the mean per-row
 weight of each task over the run's epochs, from the training log). Jobs whose result JSON is in
-``--work`` are not run again. Test metrics are not read.
+``--work`` are not run again (``--no-train``: only those are read). Test metrics are not read.
 """
 
 from __future__ import annotations
@@ -74,8 +74,11 @@ def prepare(work: Path, dataset: str, seed: int, user_core: int, cfg: dict) -> P
     return out
 
 
-def train(data: Path, dataset: str, arm: str, seed: int, setting: dict, cfg: dict, threads: int, work: Path) -> dict:
+def train(data: Path, dataset: str, arm: str, seed: int, setting: dict, cfg: dict, threads: int, work: Path,
+          run: bool = True) -> dict | None:
     out = work / f"{data.name}-{arm}-seed{seed}.json"
+    if not out.exists() and not run:
+        return None
     if not out.exists():
         run = cfg["run"]["train"]
         params = dict(cfg.get("method_params", {}).get(arm) or {})
@@ -134,6 +137,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--work", type=Path, default=Path("/tmp/pmtrec-cold-users"))
     p.add_argument("--out", type=Path, default=RESULTS)
+    p.add_argument("--no-train", action="store_true", help="summarise the jobs already in --work, run none")
     args = p.parse_args(argv)
     if any(s < 100 for s in args.seeds):
         raise SystemExit(f"--seeds {args.seeds}: tuning seeds only (>= 100; 0-4 are the reported seeds)")
@@ -146,10 +150,14 @@ def main(argv: list[str] | None = None) -> int:
     for dataset in args.datasets:
         setting = shared_setting(args.screen, dataset)
         for seed in args.seeds:
+            if args.no_train and not (args.work / f"{dataset}-core{args.user_core}-split{seed}").exists():
+                continue
             data = prepare(args.work, dataset, seed, args.user_core, cfg)
             ranges = group_ranges(data, 5)
             for arm in args.arms:
-                res = train(data, dataset, arm, seed, setting, cfg, args.threads, args.work)
+                res = train(data, dataset, arm, seed, setting, cfg, args.threads, args.work, run=not args.no_train)
+                if res is None:
+                    continue
                 m, w = rows_of(dataset, arm, seed, res, ranges)
                 metrics += m
                 weights += w
