@@ -120,6 +120,14 @@ def expand(space: dict, own_keys, budget: int, seed: list[int], sampler: str = "
     draws of the other keys (the shared lr / l2 knobs and continuous ranges); otherwise ``budget``
     distinct points are drawn from the whole space."""
     grid_keys = sorted(k for k in own_keys if k in space and not is_range(space[k]))
+    return _stratified(space, grid_keys, budget, seed, sampler, distinct=True)
+
+
+def _stratified(space: dict, grid_keys: list[str], budget: int, seed: list[int], sampler: str,
+                distinct: bool) -> list[dict]:
+    """``budget`` points of ``space``: every point of the grid of ``grid_keys`` with ``budget // grid``
+    (or one more) draws of the other keys, or ``budget`` distinct draws of the whole space when the
+    grid is larger than the budget."""
     grid = grid_points({k: space[k] for k in grid_keys})
     if len(grid) > budget:
         return draw(space, budget, seed, sampler)
@@ -127,7 +135,7 @@ def expand(space: dict, own_keys, budget: int, seed: list[int], sampler: str = "
     points = []
     for i, fixed in enumerate(grid):  # one draw per grid point of the config, not per sample
         quota = budget // len(grid) + (i < budget % len(grid))
-        points += [{**fixed, **d} for d in draw(rest, quota, seed + [i], sampler)]
+        points += [{**fixed, **d} for d in draw(rest, quota, seed + [i], sampler, distinct=distinct)]
     return points
 
 
@@ -142,15 +150,6 @@ def pair(shared: list[dict], own: dict, seed: list[int], sampler: str = "sobol")
     of a scrambled Sobol sequence can lie in one half of a coordinate (scipy's do), so striding
     could give a grid point only low or only high learning rates. Otherwise ``len(shared)``
     distinct draws of ``own``."""
-    budget = len(shared)
     grid_keys = sorted(k for k in own if not is_range(own[k]))
-    grid = grid_points({k: own[k] for k in grid_keys})
-    if len(grid) > budget:
-        mine = draw(own, budget, seed, sampler)
-    else:
-        rest = {k: v for k, v in own.items() if k not in grid_keys}
-        mine = []
-        for i, fixed in enumerate(grid):  # one draw per grid point of the config, not per sample
-            quota = budget // len(grid) + (i < budget % len(grid))
-            mine += [{**fixed, **d} for d in draw(rest, quota, seed + [i], sampler, distinct=False)]
+    mine = _stratified(own, grid_keys, len(shared), seed, sampler, distinct=False)
     return [{**s, **m} for s, m in zip(shared, mine)]
