@@ -139,6 +139,10 @@ BAD = [
     ("custom key typo", lambda c: _edit(c, "datasets.mine", {"source": "custom", "run": {"dataset": {"custom": {
         "socal": "x.csv"}}}}), "datasets.mine.run.dataset.custom.socal", "unknown key"),
     ("unknown plugin", lambda c: _edit(c, "plugins", ["no_such_plugin_module"]), "plugins", "cannot import"),
+    ("dataset method not in methods", lambda c: _edit(c, "datasets.tiny.methods", ["pmtrec", "uw"]),
+     "datasets.tiny.methods[1]", "'uw' is not in `methods`"),
+    ("dataset methods without the reference", lambda c: _edit(c, "datasets.tiny.methods", ["ew"]),
+     "datasets.tiny.methods", "lacks significance.reference 'pmtrec'"),
 ]
 
 
@@ -184,3 +188,32 @@ def test_a_plugin_method_is_planned_and_checked_like_a_built_in(plugin_dir):
     cfg["tune"]["space"]["halfaux"] = {"share": [0.25, 3.0]}
     with pytest.raises(StudyConfigError, match=r"config key 'tune.space.halfaux.share': share must be in"):
         plan(cfg)
+
+
+def test_a_dataset_methods_list_restricts_its_main_tuning_and_map_runs():
+    cfg = raw()
+    cfg["datasets"]["small"] = {"source": "synthetic", "methods": ["ew", "pmtrec"],
+                                "run": {"dataset": {"synthetic": {"size": "tiny", "seed": 1}}}}
+    cfg["ablation"]["datasets"] = ["tiny"]
+    cfg["sensitivity"]["datasets"] = ["tiny"]
+    study = plan(cfg)
+    assert study.methods_of("tiny") == cfg["methods"]
+    assert study.methods_of("small") == ["ew", "pmtrec"]
+    runs = study.main_runs()
+    assert len(runs) == (4 + 2) * len(cfg["seeds"])
+    assert not [r for r in runs if "/small/" in r and ("mostpop" in r or "static-schedule" in r)]
+    # Tuning on `small` only for its own main methods (no ablation or sweep there); `tiny` tunes
+    # static-schedule too.
+    tuned_small = {Path(r).parts[-3] for r in study.tune_runs("small")}
+    tuned_tiny = {Path(r).parts[-3] for r in study.tune_runs("tiny")}
+    assert tuned_small == {"ew", "pmtrec"}, tuned_small
+    assert tuned_tiny == {"ew", "pmtrec", "static-schedule"}, tuned_tiny
+    assert study.tuned_on("small") == ["ew", "pmtrec"]
+    assert {e["method"] for e in study.result_entries() if e["dataset"] == "small"} == {"ew", "pmtrec"}
+    assert {e["method"] for e in study.probe_entries() if e["dataset"] == "small"} == {"ew", "pmtrec"}
+    assert study.map_methods("small") == ["ew", "pmtrec"]
+    assert len(study.result_entries()) == len(runs) + len(study.tune_runs()) + len(study.ablation_runs()) \
+        + len(study.sensitivity_runs())
+    # Ablation on `small` too: it now tunes the variants' base (pmtrec, already there) only.
+    cfg["ablation"]["datasets"] = None
+    assert plan(cfg).tuned_on("small") == ["ew", "pmtrec"]

@@ -96,6 +96,27 @@ class Study(StudyChecks):
                 self.sens_points[(m, f"model.dim={dim}")] = {"kind": "dim", "values": {"model.dim": dim}}
         self._check_values()
 
+    # ---- which methods run on which dataset ----------------------------------------------------
+    def methods_of(self, dataset: str) -> list[str]:
+        """The main methods of one dataset: its `methods` entry (a subset of `methods`), else all."""
+        chosen = self.cfg["datasets"][dataset].get("methods")
+        return [m for m in self.methods if m in chosen] if chosen else list(self.methods)
+
+    def used_on(self, dataset: str) -> list[str]:
+        """Every method whose runs on ``dataset`` need a tuned setting: its main methods, the ablation
+        variants' base and the embedding-size sweep's methods where those stages cover it."""
+        used = list(self.methods_of(dataset))
+        if dataset in self.ablation_datasets:
+            used += [self.entry[v].base for v in self.variants]
+        if dataset in self.sens_datasets and self.cfg["sensitivity"]["dim"]:
+            used += list(self.cfg["sensitivity"]["dim_methods"])
+        return list(dict.fromkeys(used))
+
+    def tuned_on(self, dataset: str) -> list[str]:
+        """The tuned methods (tune.space / tune.grids) that have tuning runs on ``dataset``."""
+        used = set(self.used_on(dataset))
+        return [m for m in self.spaces if m in used]
+
     # ---- checks ------------------------------------------------------------------------------
 
     def _entry(self, name: str):
@@ -219,11 +240,11 @@ class Study(StudyChecks):
 
     # ---- targets -------------------------------------------------------------------------------
     def main_runs(self) -> list[str]:
-        return [run_path(d, m, s) for d in self.datasets for m in self.methods for s in self.seeds]
+        return [run_path(d, m, s) for d in self.datasets for m in self.methods_of(d) for s in self.seeds]
 
-    def embedded_methods(self) -> list[str]:
-        """Main methods with embedding tables (not the baseline models)."""
-        return [m for m in self.methods if self.trains(m)]
+    def embedded_methods(self, dataset: str | None = None) -> list[str]:
+        """Main methods (of ``dataset``, or of the study) with embedding tables (not the baseline models)."""
+        return [m for m in (self.methods_of(dataset) if dataset else self.methods) if self.trains(m)]
 
     def untrained_methods(self) -> list[str]:
         return [m for m in self._all_names() if not self.trains(m)]
@@ -233,21 +254,23 @@ class Study(StudyChecks):
         if not self.cfg["analysis"]["probes"]:
             return []
         return [{"dataset": d, "method": m, "seed": s, "path": probe_path(d, m, s)}
-                for d in self.datasets for m in self.embedded_methods() for s in self.seeds]
+                for d in self.datasets for m in self.embedded_methods(d) for s in self.seeds]
 
-    def map_methods(self) -> list[str]:
-        """The methods of the item maps: analysis.map_methods, or the main methods with embeddings."""
+    def map_methods(self, dataset: str | None = None) -> list[str]:
+        """The methods of the item maps (of ``dataset``): analysis.map_methods, or the main methods
+        with embeddings; on one dataset, those of them that run there."""
         chosen = self.cfg["analysis"]["map_methods"]
-        return list(chosen) if chosen is not None else self.embedded_methods()
+        methods = list(chosen) if chosen is not None else self.embedded_methods()
+        return [m for m in methods if m in self.methods_of(dataset)] if dataset else methods
 
     def map_datasets(self) -> list[str]:
         """Datasets with item categories to colour a map by (a custom dataset only with item_category)."""
         from pmtrec.data.sources import source_info
 
-        if not self.map_methods():
-            return []
         out = []
         for d in self.datasets:
+            if not self.map_methods(d):
+                continue
             run = self.dataset_run(d)
             source = run["dataset"]["source"]
             if "category" not in source_info(source).relations:
@@ -266,7 +289,7 @@ class Study(StudyChecks):
     def tune_runs(self, dataset: str | None = None, method: str | None = None) -> list[str]:
         """Every tuning run: dataset x tuned method x setting x tuning seed."""
         return [tune_path(d, m, p, s) for d in ([dataset] if dataset else self.datasets)
-                for m in ([method] if method else self.spaces) for p in self.points[m] for s in self.tune_seeds]
+                for m in ([method] if method else self.tuned_on(d)) for p in self.points[m] for s in self.tune_seeds]
 
     def tune_points(self, dataset: str, method: str) -> dict[str, dict]:
         """Tuning result file -> its setting's values (what select_setting reads)."""
@@ -312,12 +335,12 @@ class Study(StudyChecks):
         """Metadata of every result file, for the aggregate step."""
         entries = []
         for d in self.datasets:
-            for m in self.methods:
+            for m in self.methods_of(d):
                 for s in self.seeds:
                     entries.append({"kind": "main", "dataset": d, "method": m, "seed": s, "setting": "",
                                     "path": run_path(d, m, s), "benchmark": bench_path("train", d, m, f"seed{s}")})
         for d in self.datasets:
-            for m in self.spaces:
+            for m in self.tuned_on(d):
                 for p, values in self.points[m].items():
                     for s in self.tune_seeds:
                         entries.append({"kind": "tune", "dataset": d, "method": m, "seed": s,

@@ -61,6 +61,16 @@ class StudyChecks:
                 source_info(e["source"])
             except ConfigError as exc:
                 config_error(f"datasets.{name}.source", str(exc).removeprefix("dataset.source: "))
+        reference = cfg["significance"]["reference"]
+        for name, e in cfg["datasets"].items():
+            chosen = e.get("methods") or []
+            for i, m in enumerate(chosen):
+                if m not in cfg["methods"]:
+                    config_error(f"datasets.{name}.methods[{i}]", f"'{m}' is not in `methods` "
+                                                                 f"({', '.join(cfg['methods'])})")
+            if chosen and reference in cfg["methods"] and reference not in chosen:
+                config_error(f"datasets.{name}.methods", f"lacks significance.reference '{reference}', "
+                                                         "which every dataset's comparison is made against")
         for i, d in enumerate(cfg["tune"]["development"]):
             if d["dataset"] not in cfg["datasets"]:
                 config_error(f"tune.development[{i}].dataset", f"unknown dataset '{d['dataset']}' (configured: "

@@ -29,8 +29,8 @@ rule probe:
 rule embedding_map:
     """2-D maps of the item embeddings of the map methods on one dataset (first seed)."""
     input:
-        results=lambda wc: [run_path(wc.dataset, m, STUDY.seeds[0]) for m in STUDY.map_methods()],
-        emb=lambda wc: [emb_path(wc.dataset, m, STUDY.seeds[0]) for m in STUDY.map_methods()],
+        results=lambda wc: [run_path(wc.dataset, m, STUDY.seeds[0]) for m in STUDY.map_methods(wc.dataset)],
+        emb=lambda wc: [emb_path(wc.dataset, m, STUDY.seeds[0]) for m in STUDY.map_methods(wc.dataset)],
         data=lambda wc: STUDY.data_dir(wc.dataset, STUDY.seeds[0]),
     output:
         map_path("{dataset}"),
