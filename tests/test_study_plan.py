@@ -18,7 +18,7 @@ from pmtrec.study.grid import grid_points
 
 ROOT = Path(__file__).resolve().parents[1]
 SCHEMA = ROOT / "workflow/schemas/config.schema.yaml"
-CONFIGS = ["config/config.yaml", "config/paper.yaml", ".test/config/config.yaml"]
+CONFIGS = ["config/config.yaml", "config/paper.yaml", "config/reference.yaml", ".test/config/config.yaml"]
 
 
 def raw(name: str = ".test/config/config.yaml") -> dict:
@@ -38,16 +38,24 @@ def sets_of(args: str) -> dict:
 @pytest.mark.parametrize("name", CONFIGS)
 def test_every_shipped_config_plans_the_expected_runs(name):
     cfg = raw(name)
-    if name == "config/paper.yaml":
+    if name in ("config/paper.yaml", "config/reference.yaml"):
         cfg["mirror"] = None  # the mirror folder is checked elsewhere
     study = plan(cfg)
-    D, M, S = len(cfg["datasets"]), len(cfg["methods"]), len(cfg["seeds"])
-    assert len(study.main_runs()) == D * M * S
+    D, S = len(cfg["datasets"]), len(cfg["seeds"])
+    of = {d: (e.get("methods") or cfg["methods"]) for d, e in cfg["datasets"].items()}
+    assert len(study.main_runs()) == sum(len(m) for m in of.values()) * S
     tune = cfg.get("tune") or {}
-    if tune.get("budget"):  # every trained method the study uses: budget settings x tuning seeds
-        used = set(cfg["methods"]) | {"pmtrec"} | set((cfg.get("sensitivity") or {}).get("dim_methods", []))
-        tuned = [m for m in used if entry(m).kind == "method"]
-        assert len(study.tune_runs()) == D * len(tuned) * tune["budget"] * len(tune["seeds"])
+    if tune.get("budget"):  # every trained method a dataset uses: budget settings x tuning seeds
+        abl, sens = cfg.get("ablation") or {}, cfg.get("sensitivity") or {}
+        n = 0
+        for d in cfg["datasets"]:
+            used = set(of[d])
+            if abl.get("datasets") is None or d in abl["datasets"]:
+                used.add("pmtrec")
+            if sens.get("datasets") is None or d in sens["datasets"]:
+                used |= set(sens.get("dim_methods", []))
+            n += len([m for m in used if entry(m).kind == "method"])
+        assert len(study.tune_runs()) == n * tune["budget"] * len(tune["seeds"])
     else:
         grids = {m: g for m, g in tune.get("grids", {}).items() if len(grid_points(g)) > 1}
         assert len(study.tune_runs()) == D * sum(len(grid_points(g)) for g in grids.values())

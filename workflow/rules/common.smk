@@ -99,6 +99,12 @@ def notebook_bench(wildcards):
     return BENCH_CSVS if wildcards.notebook == "07_efficiency" else []
 
 
+def emb_output(path: str):
+    """A main run's embedding tables: kept, or (analysis.keep_embeddings false) a temp file that
+    Snakemake deletes once its probe and map have read it; a missing one then reruns nothing."""
+    return path if config["analysis"]["keep_embeddings"] else temp(path)
+
+
 def per_user_of(result: str) -> str:
     """The per-user test metrics `pmtrec train --out` writes beside a result JSON."""
     return str(per_user_path(result))

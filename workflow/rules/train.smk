@@ -17,6 +17,7 @@
 # for the user-level tests of the comparisons table). Main runs also save
 # their best-epoch embedding tables beside the result (for rules probe and embedding_map); a
 # baseline model has none (rule train_without_embeddings), and tuning, ablation and sensitivity runs keep none.
+# With analysis.keep_embeddings false they are temp files, deleted once the probe and map have read them.
 
 TRAIN_RES = STUDY.resources["train"]
 
@@ -36,7 +37,7 @@ rule train:
         selected=lambda wc: selected_input(wc.dataset, wc.method),
     output:
         json=run_path("{dataset}", "{method}", "{seed}"),
-        emb=emb_path("{dataset}", "{method}", "{seed}"),
+        emb=emb_output(emb_path("{dataset}", "{method}", "{seed}")),
         per_user=per_user_of(run_path("{dataset}", "{method}", "{seed}")),
     log:
         f"{LOGS}/train/{{dataset}}/{{method}}/seed{{seed}}.log",

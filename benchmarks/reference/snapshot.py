@@ -1,0 +1,117 @@
+"""Save a running study's finished results into the repository, and restore them elsewhere.
+
+    .venv/bin/python -m benchmarks.reference.snapshot save    --workdir /work/ref
+    .venv/bin/python -m benchmarks.reference.snapshot restore --workdir /work/ref2
+
+The reference study takes longer than one sitting, and the machine it runs on may be replaced
+between sittings. ``save`` packs every result file of a finished job under ``--workdir``/results
+(and its benchmark file under ``--workdir``/benchmarks/runs) that no earlier part holds into a new part, ``reports/reference/runs/part-NNN.tar.xz`` with a
+listing ``part-NNN.txt``: parts never change once written, so the repository holds each file once.
+A run counts as finished when its result JSON exists (``pmtrec train`` writes it last, after the
+per-user metrics and embeddings) and so does its Snakemake benchmark file; tuning selections,
+probes and maps count when they exist (each is written whole, then renamed). Left out: embedding
+tables (temp files of config/reference.yaml, ``analysis.keep_embeddings: false``), checkpoints,
+prepared data and downloads (rebuilt from the mirror), tables, notebooks and the report (rebuilt).
+
+``restore`` unpacks every part into a workflow folder whose prepared data already exist (run the
+``prepare`` targets first) and gives every unpacked file one modification time, later than the
+prepared data's, so Snakemake (mtime rerun trigger, no metadata for these files) sees them as up
+to date and runs only what is missing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tarfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+PARTS = ROOT / "reports" / "reference" / "runs"
+RESULT_DIRS = ("runs", "tune", "ablation", "sensitivity")   # result JSONs of training jobs
+WHOLE_DIRS = ("analysis/probes", "analysis/maps")            # written whole, then renamed
+SKIP_SUFFIXES = (".emb.npz", ".tmp", ".pt")
+
+
+def _rel(path: Path, workdir: Path) -> str:
+    return path.relative_to(workdir).as_posix()
+
+
+def saved_files(parts: Path = PARTS) -> set[str]:
+    """Every file an existing part holds (from the listings)."""
+    return {line for txt in sorted(parts.glob("part-*.txt")) for line in txt.read_text().splitlines() if line}
+
+
+def finished_files(workdir: Path) -> list[str]:
+    """The files of finished jobs under ``workdir``/results, relative to ``workdir``."""
+    results = workdir / "results"
+    out: list[str] = []
+    for sub in RESULT_DIRS:
+        for result in sorted((results / sub).rglob("*.json")):
+            rel = result.relative_to(results / sub)
+            stage = {"runs": "train"}.get(sub, sub)
+            parts = list(rel.with_suffix("").parts)
+            bench = workdir / "benchmarks" / "runs" / stage / Path(*parts).with_suffix(".tsv")
+            per_user = result.with_name(result.stem + ".per_user.npz")
+            if not bench.is_file() or not per_user.is_file():
+                continue  # a job still running, or one whose benchmark file is not written yet
+            out += [_rel(result, workdir), _rel(per_user, workdir), _rel(bench, workdir)]
+        if sub == "tune":
+            out += [_rel(p, workdir) for p in sorted((results / sub).rglob("selected.yaml"))]
+    for sub in WHOLE_DIRS:
+        out += [_rel(p, workdir) for p in sorted((results / sub).rglob("*")) if p.is_file()]
+    return [f for f in dict.fromkeys(out) if not f.endswith(SKIP_SUFFIXES)]
+
+
+def save(workdir: Path, parts: Path = PARTS) -> Path | None:
+    """A new part with the finished files no earlier part holds; None when there are none."""
+    new = [f for f in finished_files(workdir) if f not in saved_files(parts)]
+    if not new:
+        return None
+    parts.mkdir(parents=True, exist_ok=True)
+    n = len(list(parts.glob("part-*.tar.xz")))
+    tar_path, txt_path = parts / f"part-{n:03d}.tar.xz", parts / f"part-{n:03d}.txt"
+    tmp = tar_path.with_suffix(".partial")
+    with tarfile.open(tmp, "w:xz") as tar:
+        for f in new:
+            tar.add(workdir / f, arcname=f, recursive=False)
+    txt_path.write_text("\n".join(new) + "\n")
+    tmp.replace(tar_path)  # the listing without its archive would hide files from the next save
+    return tar_path
+
+
+def restore(workdir: Path, parts: Path = PARTS) -> int:
+    """Unpack every part into ``workdir``; every unpacked file gets one new modification time."""
+    stamp = time.time()
+    count = 0
+    for tar_path in sorted(parts.glob("part-*.tar.xz")):
+        with tarfile.open(tar_path) as tar:
+            members = [m for m in tar.getmembers() if m.isfile()]
+            tar.extractall(workdir, members=members, filter="data")
+        for m in members:
+            os.utime(workdir / m.name, (stamp, stamp))
+        count += len(members)
+    return count
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("action", choices=["save", "restore"])
+    p.add_argument("--workdir", type=Path, required=True, help="the study's workflow folder")
+    p.add_argument("--parts", type=Path, default=PARTS, help=f"the parts folder (default {PARTS})")
+    args = p.parse_args(argv)
+    if not (args.workdir / "results").is_dir() and args.action == "save":
+        raise SystemExit(f"snapshot: {args.workdir}/results: no such folder")
+    if args.action == "save":
+        made = save(args.workdir, args.parts)
+        print(f"snapshot: {made} ({len(made.with_suffix('').with_suffix('.txt').read_text().split())} files)"
+              if made else "snapshot: nothing new to save")
+    else:
+        print(f"snapshot: restored {restore(args.workdir, args.parts)} files into {args.workdir}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

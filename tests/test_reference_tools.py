@@ -1,0 +1,109 @@
+"""The reference study's tools: saving finished results in parts, restoring them, and the
+pre-registered pick of the Epinions baselines (benchmarks/reference)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from benchmarks.reference import pick_epinions, snapshot
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _job(work: Path, stage_dir: str, bench_stage: str, rel: str, bench: bool = True, per_user: bool = True):
+    result = work / "results" / stage_dir / f"{rel}.json"
+    result.parent.mkdir(parents=True, exist_ok=True)
+    result.write_text("{}")
+    if per_user:
+        result.with_name(result.stem + ".per_user.npz").write_bytes(b"pu")
+    if bench:
+        b = work / "benchmarks" / "runs" / bench_stage / f"{rel}.tsv"
+        b.parent.mkdir(parents=True, exist_ok=True)
+        b.write_text("s\n1\n")
+    return result
+
+
+def test_save_packs_finished_jobs_once_and_restore_makes_them_up_to_date(tmp_path):
+    work, parts = tmp_path / "work", tmp_path / "parts"
+    _job(work, "runs", "train", "ciao/ew/seed0")
+    (work / "results/runs/ciao/ew/seed0.emb.npz").write_bytes(b"big")          # temp: left out
+    _job(work, "tune", "tune", "ciao/ew/train.lr=0.001/seed100")
+    (work / "results/tune/ciao/ew/selected.yaml").write_text("train: {}\n")
+    _job(work, "ablation", "ablation", "ciao/pmtrec-none/seed0", bench=False)  # still running
+    _job(work, "runs", "train", "ciao/pmtrec/seed0", per_user=False)           # still running
+    (work / "results/analysis/probes/ciao/ew").mkdir(parents=True)
+    (work / "results/analysis/probes/ciao/ew/seed0.json").write_text("{}")
+    (work / "results/checkpoints/train").mkdir(parents=True)
+    (work / "results/checkpoints/train/x.pt").write_bytes(b"ck")
+
+    first = snapshot.save(work, parts)
+    assert first == parts / "part-000.tar.xz"
+    listed = (parts / "part-000.txt").read_text().split()
+    assert sorted(listed) == sorted([
+        "results/runs/ciao/ew/seed0.json", "results/runs/ciao/ew/seed0.per_user.npz",
+        "benchmarks/runs/train/ciao/ew/seed0.tsv",
+        "results/tune/ciao/ew/train.lr=0.001/seed100.json", "results/tune/ciao/ew/train.lr=0.001/seed100.per_user.npz",
+        "benchmarks/runs/tune/ciao/ew/train.lr=0.001/seed100.tsv", "results/tune/ciao/ew/selected.yaml",
+        "results/analysis/probes/ciao/ew/seed0.json"])
+    assert snapshot.save(work, parts) is None                                   # nothing new
+    # The running ablation finishes: the next part holds only its files.
+    b = work / "benchmarks/runs/ablation/ciao/pmtrec-none/seed0.tsv"
+    b.parent.mkdir(parents=True)
+    b.write_text("s\n2\n")
+    assert snapshot.save(work, parts) == parts / "part-001.tar.xz"
+    assert (parts / "part-001.txt").read_text().split() == [
+        "results/ablation/ciao/pmtrec-none/seed0.json", "results/ablation/ciao/pmtrec-none/seed0.per_user.npz",
+        "benchmarks/runs/ablation/ciao/pmtrec-none/seed0.tsv"]
+
+    fresh = tmp_path / "fresh"
+    (fresh / "resources/prepared/ciao.split0").mkdir(parents=True)
+    prepared = fresh / "resources/prepared/ciao.split0/data.npz"
+    prepared.write_bytes(b"d")
+    os.utime(prepared, (1_000_000, 1_000_000))
+    assert snapshot.restore(fresh, parts) == 11
+    restored = [fresh / f for f in listed] + [fresh / "results/ablation/ciao/pmtrec-none/seed0.json"]
+    assert all(f.is_file() for f in restored)
+    assert (fresh / "results/runs/ciao/ew/seed0.json").read_text() == "{}"
+    stamps = {f.stat().st_mtime for f in restored}
+    assert len(stamps) == 1 and stamps.pop() > prepared.stat().st_mtime        # one time, after the data
+    assert not (fresh / "results/runs/ciao/ew/seed0.emb.npz").exists()
+    assert not (fresh / "results/runs/ciao/pmtrec/seed0.json").exists()
+
+
+def test_the_pick_ranks_per_dataset_then_by_mean_rank_and_score():
+    frame = pd.DataFrame([
+        ("ciao", "uw", 0.050), ("ciao", "dwa", 0.049), ("ciao", "famo", 0.048), ("ciao", "rlw", 0.047),
+        ("lastfm", "uw", 0.20), ("lastfm", "dwa", 0.22), ("lastfm", "famo", 0.21), ("lastfm", "rlw", 0.19),
+    ], columns=["dataset", "method", "score"])
+    table = pick_epinions.rank(frame)
+    # uw ranks 1 and 3 (mean 2), dwa 2 and 1 (1.5), famo 3 and 2 (2.5), rlw 4 and 4.
+    assert table["method"].tolist() == ["dwa", "uw", "famo", "rlw"]
+    assert table["mean_rank"].tolist() == [1.5, 2.0, 2.5, 4.0]
+    assert table["picked"].tolist() == [True, True, True, False]
+    # A tie in mean rank goes to the higher mean score.
+    tie = pd.DataFrame([("a", "x", 0.1), ("a", "y", 0.2), ("b", "x", 0.9), ("b", "y", 0.3)],
+                       columns=["dataset", "method", "score"])
+    assert pick_epinions.rank(tie)["method"].tolist() == ["x", "y"]
+
+
+def test_the_pick_fills_the_epinions_methods_of_the_reference_config(tmp_path):
+    config = tmp_path / "reference.yaml"
+    shutil.copy(ROOT / "config" / "reference.yaml", config)
+    pick_epinions.write_config(["dbmtl", "uw", "famo"], config)
+    import yaml
+
+    cfg = yaml.safe_load(config.read_text())
+    assert cfg["datasets"]["epinions"]["methods"] == ["mostpop", "single", "ew", "dbmtl", "uw", "famo", "pmtrec",
+                                                      "static-schedule"]
+    assert cfg["datasets"]["ciao-cold"]["methods"] == ["mostpop", "single", "ew", "pmtrec"]
+    assert "# Epinions (3.5x" in config.read_text()                           # comments kept
+
+
+def test_the_pick_refuses_unfinished_tuning(tmp_path):
+    with pytest.raises(SystemExit, match="tuning run not finished"):
+        pick_epinions.scores(tmp_path)
