@@ -38,7 +38,8 @@ sys.path.insert(0, sys.argv[1])
 from pmtrec.study import load_study
 study = load_study(yaml.safe_load(open(f"{sys.argv[1]}/{sys.argv[2]}")), f"{sys.argv[1]}/workflow/schemas/config.schema.yaml")
 seeds = sorted(set(study.seeds) | set(study.tune_seeds))
-print(" ".join(sorted({study.data_dir(d, s) for d in study.datasets for s in seeds})))
+from pmtrec.study.paths import prepared_dir
+print(" ".join(sorted({study.data_dir(d, s) for d in study.datasets for s in seeds} | {prepared_dir(d) for d in study.datasets})))
 PY
 )
   # shellcheck disable=SC2086
