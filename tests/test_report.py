@@ -598,3 +598,15 @@ def test_personalization_section_of_a_study_without_pmtrec(tmp_path):
     assert any(t.startswith("No per-row task weights on alpha") for t in texts), texts
     assert not [i for i in items if i.get("id", "").startswith("row-weights")]
     assert [i["id"] for i in items if i["kind"] == "table"][:1] == ["groups-alpha"]
+
+
+def test_provenance_names_the_datasets_that_run_fewer_methods(tmp_path):
+    from pmtrec.report.build import provenance
+
+    rows = [{"kind": "main", "dataset": d, "method": m, "n": 5}
+            for d, ms in (("ciao", ["ew", "uw", "pmtrec"]), ("epinions", ["ew", "pmtrec"])) for m in ms]
+    pd.DataFrame(rows).to_csv(tmp_path / "summary.csv", index=False)
+    methods = dict(provenance(tmp_path, date="x"))["Methods"]
+    assert methods == "EW, UW, PMTRec (only epinions: EW, PMTRec)", methods
+    pd.DataFrame([r for r in rows if r["dataset"] == "ciao"]).to_csv(tmp_path / "summary.csv", index=False)
+    assert dict(provenance(tmp_path, date="x"))["Methods"] == "EW, UW, PMTRec"

@@ -115,7 +115,12 @@ def provenance(tables_dir: str | Path | None = None, results: Iterable[str | Pat
 
                 use_study_methods(tdir)  # labels of plugin methods too
 
-                rows.append(("Methods", ", ".join(label(m) for m in order_methods(methods))))
+                text = ", ".join(label(m) for m in order_methods(methods))
+                subsets = [f"{ds}: {', '.join(label(m) for m in order_methods(list(dict.fromkeys(g['method']))))}"
+                           for ds, g in main.groupby("dataset", sort=False) if set(g["method"]) != set(methods)]
+                if subsets:  # datasets that run fewer methods (datasets.<name>.methods)
+                    text += " (only " + "; ".join(subsets) + ")"
+                rows.append(("Methods", text))
                 rows.append(("Seeds per method", _short_list(sorted({str(int(n)) for n in main["n"]}), 5)))
         except (OSError, KeyError, ValueError, pd.errors.EmptyDataError):
             pass
