@@ -2,8 +2,8 @@
 # Run (or resume) the reference study in a folder outside the repository, with this checkout's
 # code frozen at one commit:
 #   bash benchmarks/reference/run.sh WORKDIR [TARGET ...]     (default target: all)
-# The first call exports HEAD into WORKDIR (its code, workflow and config/reference.yaml; the
-# commit goes to WORKDIR/STUDY_COMMIT) and restores the saved parts of reports/reference/runs/
+# The first call exports the study's commit (benchmarks/reference/STUDY_COMMIT, else HEAD) into
+# WORKDIR (its code, workflow and config; the commit goes to WORKDIR/STUDY_COMMIT) and restores the saved parts of reports/reference/runs/
 # after preparing the data; later calls resume (Snakemake's incomplete-job tracking on). Jobs
 # import WORKDIR's pmtrec (PYTHONPATH), not this checkout's, so later edits here change no run.
 # config/reference.yaml is copied again on every call (the Epinions baselines are filled in after
@@ -19,7 +19,10 @@ export PMTREC_MIRROR=${PMTREC_MIRROR:-$(cd "$repo/../shared/datasets" && pwd)}
 fresh=0
 if [ ! -f "$work/STUDY_COMMIT" ]; then
   mkdir -p "$work"
-  commit=$(git -C "$repo" rev-parse HEAD)
+  # the study's code: the commit in benchmarks/reference/STUDY_COMMIT (every sitting, every machine
+  # runs the same code), else HEAD (a new study)
+  pin="$repo/benchmarks/reference/STUDY_COMMIT"
+  commit=$( [ -f "$pin" ] && [ -z "${STUDY_CONFIG:-}" ] && cat "$pin" || git -C "$repo" rev-parse HEAD)
   git -C "$repo" archive "$commit" | tar -x -C "$work"
   echo "$commit" > "$work/STUDY_COMMIT"
   fresh=1
