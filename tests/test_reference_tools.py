@@ -7,10 +7,11 @@ import os
 import shutil
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 
-from benchmarks.reference import pick_epinions, snapshot
+from benchmarks.reference import pick_epinions, publish, snapshot
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -107,3 +108,55 @@ def test_the_pick_fills_the_epinions_methods_of_the_reference_config(tmp_path):
 def test_the_pick_refuses_unfinished_tuning(tmp_path):
     with pytest.raises(SystemExit, match="tuning run not finished"):
         pick_epinions.scores(tmp_path)
+
+
+def _tables(tmp_path: Path) -> Path:
+    tables = tmp_path / "tables"
+    tables.mkdir()
+    rows = []
+    for method, values in (("pmtrec", [0.050, 0.052, 0.051]), ("ew", [0.048, 0.050, 0.049]),
+                           ("single", [0.040, 0.041, 0.042])):
+        v = np.array(values)
+        rows.append({"kind": "main", "dataset": "ciao", "method": method, "variant": "", "split": "test",
+                     "metric": "ndcg@20", "mean": v.mean(), "std": v.std(ddof=1), "n": 3})
+    pd.DataFrame(rows).to_csv(tables / "summary.csv", index=False)
+    pd.DataFrame([{"dataset": "ciao", "metric": "ndcg@20", "baseline": "ew"}]).to_csv(tables / "significance.csv",
+                                                                                   index=False)
+    pd.DataFrame([{"dataset": "ciao", "method": m, "metric": "ndcg@20", "diff": d, "ci_low": d - 0.001,
+                   "ci_high": d + 0.001, "p_holm": 0.01, "verdict": "supported"}
+                  for m, d in (("ew", 0.002), ("single", 0.010))]).to_csv(tables / "comparisons.csv", index=False)
+    pd.DataFrame([{"claim": 1, "claim_text": "PMTRec beats", "dataset": "ciao", "metric": "ndcg@20",
+                   "verdict": "supported"},
+                  {"claim": 4, "claim_text": "overhead small", "dataset": "ciao", "metric": np.nan,
+                   "verdict": "contradicted"}]).to_csv(tables / "claims.csv", index=False)
+    pd.DataFrame([{"dataset": "ciao", "kind": k, "bench_cpu_time_s": s} for k, s in
+                  (("main", 3600.0), ("main", 1800.0), ("tune", 7200.0))]).to_csv(tables / "efficiency.csv",
+                                                                                 index=False)
+    return tables
+
+
+def test_the_headline_reads_the_tables_and_the_readme_section_is_replaced(tmp_path):
+    from scipy import stats
+
+    tables = _tables(tmp_path)
+    head = publish.headline(tables)
+    assert head["method"].tolist() == ["pmtrec", "ew", "single"]
+    assert head["role"].tolist() == ["PMTRec", "best tuned baseline, EW", "single"]  # ew once, both roles
+    half = stats.t.ppf(0.975, 2) * 0.001 / np.sqrt(3)                                 # std 0.001 over 3 seeds
+    assert head.loc[0, "mean"] == pytest.approx(0.051)
+    assert head.loc[0, "ci_low"] == pytest.approx(0.051 - half) and head.loc[0, "ci_high"] == pytest.approx(0.051 + half)
+    assert head.loc[1, "diff"] == pytest.approx(0.002) and head.loc[1, "verdict"] == "supported"
+    cost = publish.cpu_hours(tables)
+    assert cost.set_index("dataset").loc["ciao", ["main", "tune", "total"]].tolist() == [1.5, 2.0, 3.5]
+    body = publish.results_markdown(head, pd.read_csv(tables / "claims.csv"), cost)
+    assert "| ciao | ew (best tuned baseline) | 0.0490 [" in body
+    assert "1. *PMTRec beats*: ciao: supported." in body and "4. *overhead small*: ciao: contradicted." in body
+    assert "cost 3.5 CPU-hours (ciao 3.5;" in body
+    readme = tmp_path / "README.md"
+    readme.write_text(f"# x\n{publish.START}\nold\n{publish.END}\nafter\n")
+    publish.write_readme(body, readme)
+    text = readme.read_text()
+    assert "old" not in text and text.endswith(f"{publish.END}\nafter\n") and body in text
+    readme.write_text("# no markers\n")
+    with pytest.raises(SystemExit, match="markers"):
+        publish.write_readme(body, readme)
