@@ -28,7 +28,8 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from scipy import stats
+
+from pmtrec.study.compare import confidence_bounds
 
 ROOT = Path(__file__).resolve().parents[2]
 OUT = ROOT / "reports" / "reference"
@@ -36,13 +37,6 @@ README = ROOT / "README.md"
 START, END = "<!-- reference-results:start -->", "<!-- reference-results:end -->"
 METRIC = "ndcg@20"
 ROLES = ("PMTRec", "best tuned baseline", "EW", "single")
-
-
-def _t_interval(mean: float, std: float, n: int, level: float = 0.95) -> tuple[float, float]:
-    if not n or n < 2 or not np.isfinite(std):
-        return float("nan"), float("nan")
-    half = stats.t.ppf(0.5 + level / 2, n - 1) * std / np.sqrt(n)
-    return mean - half, mean + half
 
 
 def headline(tables: Path, reference: str = "pmtrec", metric: str = METRIC) -> pd.DataFrame:
@@ -66,7 +60,7 @@ def headline(tables: Path, reference: str = "pmtrec", metric: str = METRIC) -> p
                 seen[method]["role"] += f", {role}"
                 continue
             r = s.iloc[0]
-            low, high = _t_interval(float(r["mean"]), float(r["std"]), int(r["n"]))
+            low, high = (float(x) for x in confidence_bounds(r["mean"], r["std"], r["n"]))
             row = {"dataset": dataset, "role": role, "method": method, "metric": metric, "n_seeds": int(r["n"]),
                    "mean": float(r["mean"]), "ci_low": low, "ci_high": high}
             c = comparisons[(comparisons["dataset"] == dataset) & (comparisons["method"] == method)

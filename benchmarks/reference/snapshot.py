@@ -28,6 +28,9 @@ import tarfile
 import time
 from pathlib import Path
 
+from pmtrec.study.paths import bench_path
+from pmtrec.training.per_user import per_user_path
+
 ROOT = Path(__file__).resolve().parents[2]
 PARTS = ROOT / "reports" / "reference" / "runs"
 RESULT_DIRS = ("runs", "tune", "ablation", "sensitivity")   # result JSONs of training jobs
@@ -52,9 +55,8 @@ def finished_files(workdir: Path) -> list[str]:
         for result in sorted((results / sub).rglob("*.json")):
             rel = result.relative_to(results / sub)
             stage = {"runs": "train"}.get(sub, sub)
-            parts = list(rel.with_suffix("").parts)
-            bench = workdir / "benchmarks" / "runs" / stage / Path(*parts).with_suffix(".tsv")
-            per_user = result.with_name(result.stem + ".per_user.npz")
+            bench = workdir / bench_path(stage, *rel.with_suffix("").parts)
+            per_user = per_user_path(result)
             if not bench.is_file() or not per_user.is_file():
                 continue  # a job still running, or one whose benchmark file is not written yet
             out += [_rel(result, workdir), _rel(per_user, workdir), _rel(bench, workdir)]
@@ -77,8 +79,10 @@ def save(workdir: Path, parts: Path = PARTS) -> Path | None:
     with tarfile.open(tmp, "w:xz") as tar:
         for f in new:
             tar.add(workdir / f, arcname=f, recursive=False)
+    tmp.replace(tar_path)
+    # the listing last: a listing without its archive would hide files from the next save (an
+    # archive without a listing only makes the next part repeat them)
     txt_path.write_text("\n".join(new) + "\n")
-    tmp.replace(tar_path)  # the listing without its archive would hide files from the next save
     return tar_path
 
 
