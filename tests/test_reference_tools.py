@@ -160,3 +160,49 @@ def test_the_headline_reads_the_tables_and_the_readme_section_is_replaced(tmp_pa
     readme.write_text("# no markers\n")
     with pytest.raises(SystemExit, match="markers"):
         publish.write_readme(body, readme)
+
+
+def test_the_confirmation_reads_the_finished_runs_with_their_seed_intervals(tmp_path):
+    import json
+
+    from scipy import stats
+
+    from benchmarks.reference import confirmation
+    from tests.synthetic_study import fake_result
+
+    work = tmp_path / "work"
+    quality = {"pmtrec": 1.0, "ew": 0.9, "gradnorm": 0.95, "uw": 0.85, "single": 0.8, "static-schedule": 0.99,
+               "pmtrec-shuffled": 0.92}
+    for seed in range(5):
+        for method, q in quality.items():
+            stage, folder = ("ablation", "ablation") if method == "pmtrec-shuffled" else ("main", "runs")
+            if method == "uw" and seed == 4:
+                continue                                                    # not finished yet
+            r = fake_result("ciao", method, seed, q)
+            r["labels"] = {"stage": stage, "dataset": "ciao", "seed": seed}
+            path = work / "results" / folder / "ciao" / method / f"seed{seed}.json"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(json.dumps(r))
+    assert confirmation.main(["--workdir", str(work), "--out", str(tmp_path / "out")]) == 0
+    table = pd.read_csv(tmp_path / "out" / "reference_confirmation.csv")
+    test = table[(table["split"] == "test") & (table["metric"] == "ndcg@20")].set_index("role")
+    # A control is never the best tuned baseline (static-schedule is the best here); gradnorm beats the rest.
+    assert test.loc["best tuned baseline", "method"] == "gradnorm"
+    assert sorted(test.loc["control", "method"]) == ["pmtrec-shuffled", "static-schedule"]
+    values = [fake_result("ciao", "ew", s, 0.9)["test"]["overall"]["ndcg@20"] for s in range(5)]
+    half = stats.t.ppf(0.975, 4) * np.std(values, ddof=1) / np.sqrt(5)
+    ew = test.loc["EW"]
+    assert ew["n"] == 5 and ew["mean"] == pytest.approx(np.mean(values))
+    assert (ew["ci_low"], ew["ci_high"]) == pytest.approx((np.mean(values) - half, np.mean(values) + half))
+    assert set(table["split"]) == {"valid", "test"} and set(table["metric"]) == {"ndcg@20", "recall@20"}
+    # The synthetic PMTRec gives its least active users the most auxiliary weight on every seed.
+    lean = pd.read_csv(tmp_path / "out" / "reference_confirmation_weights.csv").iloc[0]
+    assert lean["dataset"] == "ciao" and lean["n_seeds"] == 5 and lean["aux_least"] > lean["aux_most"]
+    assert bool(lean["flag"]) is True
+
+
+def test_the_confirmation_without_finished_runs_is_a_one_line_error(tmp_path):
+    from benchmarks.reference import confirmation
+
+    with pytest.raises(SystemExit, match="no finished main run"):
+        confirmation.main(["--workdir", str(tmp_path)])
