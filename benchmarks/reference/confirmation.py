@@ -24,7 +24,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from pmtrec.aggregate import curves_tables, entries_from_results, personalisation_flags, runs_table
+from pmtrec.aggregate import curves_tables, entries_from_results, personalisation_flags, runs_table, write_tables
 from pmtrec.study.compare import confidence_bounds
 from pmtrec.study.statistics import best_baselines, summary_table
 
@@ -77,11 +77,7 @@ def main(argv: list[str] | None = None) -> int:
     results: dict = {}
     entries = entries_from_results(paths, results)
     table, lean = confirmation([(e, results[e["path"]]) for e in entries])
-    args.out.mkdir(parents=True, exist_ok=True)
-    for name, frame in (("reference_confirmation.csv", table), ("reference_confirmation_weights.csv", lean)):
-        tmp = args.out / f".{name}.tmp"
-        frame.to_csv(tmp, index=False)
-        tmp.replace(args.out / name)
+    write_tables({"reference_confirmation": table, "reference_confirmation_weights": lean}, args.out)
     with pd.option_context("display.width", 200, "display.max_rows", 500):
         print(table[table["metric"] == "ndcg@20"].to_string(index=False))
         print(lean.to_string(index=False))
