@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from benchmarks.reference import pick_epinions, publish, snapshot
+from benchmarks.reference import pick_epinions, publish, snapshot, targets
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -74,6 +74,43 @@ def test_save_packs_finished_jobs_once_and_restore_makes_them_up_to_date(tmp_pat
     assert len(stamps) == 1 and stamps.pop() > prepared.stat().st_mtime        # one time, after the data
     assert not (fresh / "results/runs/ciao/ew/seed0.emb.npz").exists()
     assert not (fresh / "results/runs/ciao/pmtrec/seed0.json").exists()
+
+
+def test_save_warns_of_finished_runs_whose_probe_has_not_run(tmp_path, capsys):
+    work, parts = tmp_path / "work", tmp_path / "parts"
+    for seed in (0, 1):
+        _job(work, "runs", "train", f"ciao/ew/seed{seed}")
+        (work / f"results/runs/ciao/ew/seed{seed}.emb.npz").write_bytes(b"big")
+    (work / "results/runs/ciao/pmtrec").mkdir(parents=True)
+    (work / "results/runs/ciao/pmtrec/seed0.emb.npz").write_bytes(b"half")  # still running: no JSON
+    (work / "results/analysis/probes/ciao/ew").mkdir(parents=True)
+    (work / "results/analysis/probes/ciao/ew/seed0.json").write_text("{}")
+    assert snapshot.unprobed(work) == ["results/runs/ciao/ew/seed1.emb.npz"]
+    assert snapshot.main(["save", "--workdir", str(work), "--parts", str(parts)]) == 0
+    err = capsys.readouterr().err
+    assert "1 finished main runs have no probe yet (e.g. results/runs/ciao/ew/seed1.emb.npz)" in err
+    (work / "results/analysis/probes/ciao/ew/seed1.json").write_text("{}")
+    assert snapshot.unprobed(work) == []
+
+
+def test_the_priority_targets_hold_every_main_run_its_probes_the_maps_and_the_control():
+    import yaml
+
+    from pmtrec.study import load_study
+    from pmtrec.study.paths import probe_path, run_path
+
+    study = load_study(yaml.safe_load((ROOT / "config" / "reference.yaml").read_text()),
+                       str(ROOT / "workflow" / "schemas" / "config.schema.yaml"))
+    got = targets.priority_targets(study)
+    assert len(got) == len(set(got))
+    assert run_path("epinions", "mostpop", 4) in got and probe_path("epinions", "mostpop", 4) not in got
+    assert probe_path("ciao-cold", "pmtrec", 0) in got and probe_path("epinions", "uw", 0) not in got
+    assert "results/analysis/maps/lastfm.csv" in got
+    shuffled = [t for t in got if "/ablation/" in t]
+    assert len(shuffled) == 4 * 5 and all("/pmtrec-shuffled/" in t for t in shuffled)
+    main_runs = sum(len(study.methods_of(d)) for d in study.datasets) * len(study.seeds)
+    probes = sum(len(study.embedded_methods(d)) for d in study.datasets) * len(study.seeds)
+    assert len(got) == main_runs + probes + len(study.map_datasets()) + 20
 
 
 def test_the_pick_ranks_per_dataset_then_by_mean_rank_and_score():

@@ -67,6 +67,19 @@ def finished_files(workdir: Path) -> list[str]:
     return [f for f in dict.fromkeys(out) if not f.endswith(SKIP_SUFFIXES)]
 
 
+def unprobed(workdir: Path) -> list[str]:
+    """Finished main runs whose embedding tables still wait for their probe: the tables are not
+    saved, so on a new machine these runs train again (a probe's output is saved once it exists)."""
+    runs = workdir / "results" / "runs"
+    out = []
+    for emb in sorted(runs.rglob("*.emb.npz")):
+        rel = emb.relative_to(runs).as_posix()[: -len(".emb.npz")]
+        if (emb.parent / f"{emb.name[: -len('.emb.npz')]}.json").is_file() and \
+                not (workdir / "results" / "analysis" / "probes" / f"{rel}.json").is_file():
+            out.append(_rel(emb, workdir))
+    return out
+
+
 def save(workdir: Path, parts: Path = PARTS) -> Path | None:
     """A new part with the finished files no earlier part holds; None when there are none."""
     new = [f for f in finished_files(workdir) if f not in saved_files(parts)]
@@ -112,6 +125,10 @@ def main(argv=None) -> int:
         made = save(args.workdir, args.parts)
         print(f"snapshot: {made} ({len(made.with_suffix('').with_suffix('.txt').read_text().split())} files)"
               if made else "snapshot: nothing new to save")
+        waiting = unprobed(args.workdir)
+        if waiting:
+            print(f"snapshot: warning: {len(waiting)} finished main runs have no probe yet (e.g. {waiting[0]}); "
+                  "their embedding tables are not saved, so a new machine trains them again", file=sys.stderr)
     else:
         print(f"snapshot: restored {restore(args.workdir, args.parts)} files into {args.workdir}")
     return 0
