@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from benchmarks.reference import pick_epinions, publish, snapshot, targets
+from benchmarks.reference import pick_epinions, publish, rerun_check, snapshot, targets
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -91,6 +91,29 @@ def test_save_warns_of_finished_runs_whose_probe_has_not_run(tmp_path, capsys):
     assert "1 finished main runs have no probe yet (e.g. results/runs/ciao/ew/seed1.emb.npz)" in err
     (work / "results/analysis/probes/ciao/ew/seed1.json").write_text("{}")
     assert snapshot.unprobed(work) == []
+
+
+def test_the_rerun_check_tells_a_reproduced_run_from_one_that_differs(tmp_path, capsys):
+    import json
+
+    work, parts = tmp_path / "work", tmp_path / "parts"
+    run = {"valid": {"overall": {"ndcg@20": 0.03}}, "test": {"overall": {"ndcg@20": 0.02}}, "best_epoch": 5,
+           "epochs_run": 25, "stopped_by": "patience", "wall_time_s": 60.0, "pid": 1,
+           "curves": [{"epoch": 1, "train_time_s": 2.5, "valid": {}, "loss": {"rec": 0.69}}],
+           "embeddings": {"sha256": "ab"}}
+    for seed in (0, 1, 2):
+        _job(work, "runs", "train", f"ciao/ew/seed{seed}").write_text(json.dumps(run))
+    snapshot.save(work, parts)
+    timing = dict(run, wall_time_s=61.0, pid=2, curves=[dict(run["curves"][0], train_time_s=2.7)])
+    (work / "results/runs/ciao/ew/seed1.json").write_text(json.dumps(timing))          # reproduces
+    drift = dict(timing, test={"overall": {"ndcg@20": 0.021}}, embeddings={"sha256": "cd"})
+    (work / "results/runs/ciao/ew/seed2.json").write_text(json.dumps(drift))           # does not
+    assert rerun_check.check(work, parts) == (3, 2, [("results/runs/ciao/ew/seed2.json", ["test", "embeddings"])])
+    assert rerun_check.main(["--workdir", str(work), "--parts", str(parts)]) == 1
+    out = capsys.readouterr().out
+    assert "seed2.json: differs in test, embeddings" in out and "3 saved main runs, 2 trained again, 1 reproduce" in out
+    (work / "results/runs/ciao/ew/seed2.json").write_text(json.dumps(timing))
+    assert rerun_check.main(["--workdir", str(work), "--parts", str(parts)]) == 0
 
 
 def test_the_priority_targets_hold_every_main_run_its_probes_the_maps_and_the_control():
