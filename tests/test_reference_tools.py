@@ -189,7 +189,7 @@ def _tables(tmp_path: Path) -> Path:
                    "verdict": "supported"},
                   {"claim": 4, "claim_text": "overhead small", "dataset": "ciao", "metric": np.nan,
                    "verdict": "contradicted"}]).to_csv(tables / "claims.csv", index=False)
-    pd.DataFrame([{"dataset": "ciao", "kind": k, "bench_cpu_time_s": s} for k, s in
+    pd.DataFrame([{"dataset": "ciao", "kind": k, "device": "cpu (x86_64, 1 thread)", "bench_cpu_time_s": s} for k, s in
                   (("main", 3600.0), ("main", 1800.0), ("tune", 7200.0))]).to_csv(tables / "efficiency.csv",
                                                                                  index=False)
     return tables
@@ -220,6 +220,42 @@ def test_the_headline_reads_the_tables_and_the_readme_section_is_replaced(tmp_pa
     readme.write_text("# no markers\n")
     with pytest.raises(SystemExit, match="markers"):
         publish.write_readme(body, readme)
+
+
+def test_the_reference_readme_names_the_commit_config_cost_and_the_rerun_check(tmp_path):
+    work, out = tmp_path / "work", tmp_path / "out"
+    (work / "config").mkdir(parents=True)
+    (work / "STUDY_COMMIT").write_text("abc123\n")
+    (work / "config/reference.yaml").write_text("seeds: [0]\n")
+    shutil.copytree(_tables(tmp_path), out / "tables")
+    (out / "runs").mkdir()
+    (out / "runs/part-000.tar.xz").write_bytes(b"x" * 2**20)
+    text = publish.reference_readme(work, out, publish.cpu_hours(out / "tables"))
+    import hashlib
+
+    assert "commit `abc123`" in text
+    assert f"SHA-256 `{hashlib.sha256(b'seeds: [0]' + bytes([10])).hexdigest()[:16]}...`" in text
+    assert "`cpu (x86_64, 1 thread)`" in text and "Training jobs: 3 (2 main, 1 tune)." in text
+    assert "| ciao | 1.50 | 2.00 | 3.50 |" in text and "| all | 1.50 | 2.00 | 3.50 |" in text
+    assert "(1 parts, 1.0 MB;" in text
+    assert "pmtrec compare reports/reference/tables DIR/results/tables" in text
+
+
+PUBLISHED = ROOT / "reports" / "reference" / "tables" / "summary.csv"
+
+
+@pytest.mark.skipif(not PUBLISHED.is_file(), reason="the reference study is not published yet")
+def test_the_published_reference_passes_compare_against_itself_and_fails_when_perturbed(tmp_path):
+    from pmtrec.cli import main as cli
+
+    assert cli(["compare", str(PUBLISHED), str(PUBLISHED)]) == 0
+    summary = pd.read_csv(PUBLISHED)
+    row = summary[(summary["kind"] == "main") & (summary["split"] == "test") & (summary["metric"] == "ndcg@20")
+                  & (summary["std"] > 0)].index[0]
+    summary.loc[row, "mean"] += 5 * summary.loc[row, "std"]       # far outside its interval
+    perturbed = tmp_path / "summary.csv"
+    summary.to_csv(perturbed, index=False)
+    assert cli(["compare", str(PUBLISHED), str(perturbed)]) == 3
 
 
 def test_the_confirmation_reads_the_finished_runs_with_their_seed_intervals(tmp_path):
