@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from benchmarks.reference import pick_epinions, publish, rerun_check, snapshot, targets
+from benchmarks.reference import pick_epinions, progress, publish, rerun_check, snapshot, targets
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -134,6 +134,28 @@ def test_the_priority_targets_hold_every_main_run_its_probes_the_maps_and_the_co
     main_runs = sum(len(study.methods_of(d)) for d in study.datasets) * len(study.seeds)
     probes = sum(len(study.embedded_methods(d)) for d in study.datasets) * len(study.seeds)
     assert len(got) == main_runs + probes + len(study.map_datasets()) + 20
+
+
+def test_progress_counts_the_saved_files_of_the_plan_per_dataset_and_stage(capsys):
+    import yaml
+
+    from pmtrec.study import load_study
+    from pmtrec.study.paths import probe_path, run_path, tune_path
+
+    study = load_study(yaml.safe_load((ROOT / "config" / "reference.yaml").read_text()),
+                       str(ROOT / "workflow" / "schemas" / "config.schema.yaml"))
+    point = next(iter(study.points["ew"]))
+    done = {run_path("ciao", "ew", 0), run_path("ciao", "ew", 1), probe_path("ciao", "ew", 0),
+            run_path("epinions", "mostpop", 0), tune_path("lastfm", "ew", point, 100), "results/runs/x/y/seed0.json"}
+    table = progress.progress(study, done)
+    assert table.index.tolist() == ["ciao", "amazon-hin", "lastfm", "epinions", "ciao-cold", "all"]
+    assert table.columns.tolist() == ["tune", "main", "probe", "ablation", "sensitivity"]
+    assert table.loc["ciao", "main"] == "2/105" and table.loc["ciao", "probe"] == "1/100"
+    assert table.loc["epinions", "main"] == "1/40" and table.loc["lastfm", "tune"] == "1/80"
+    assert table.loc["all", "main"] == "3/375" and table.loc["ciao-cold", "ablation"] == "–"
+    assert table.loc["ciao", "sensitivity"] == "0/27" and table.loc["epinions", "sensitivity"] == "–"
+    md = progress.markdown(table).splitlines()
+    assert md[0] == "| dataset | tune | main | probe | ablation | sensitivity |" and md[2].startswith("| ciao | 0/80 | 2/105 |")
 
 
 def test_the_pick_ranks_per_dataset_then_by_mean_rank_and_score():
