@@ -14,10 +14,9 @@ import sys
 from pathlib import Path
 
 import pandas as pd
-import yaml
-
 from benchmarks.reference.snapshot import PARTS, finished_files, saved_files
-from pmtrec.study import load_study
+from benchmarks.study_cost import load_plan
+from pmtrec.errors import PmtrecError
 
 ROOT = Path(__file__).resolve().parents[2]
 STAGES = ("tune", "main", "probe", "ablation", "sensitivity")
@@ -67,9 +66,10 @@ def main(argv=None) -> int:
     p.add_argument("--workdir", type=Path, help="also count the finished files of this workflow folder")
     p.add_argument("--markdown", action="store_true")
     args = p.parse_args(argv)
-    if not args.config.is_file():
-        raise SystemExit(f"progress: {args.config}: no such file")
-    study = load_study(yaml.safe_load(args.config.read_text()), str(ROOT / "workflow" / "schemas" / "config.schema.yaml"))
+    try:
+        study = load_plan(args.config)
+    except PmtrecError as exc:
+        raise SystemExit(f"progress: {exc}") from None
     done = saved_files(args.parts)
     if args.workdir:
         done |= set(finished_files(args.workdir))

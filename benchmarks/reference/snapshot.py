@@ -28,7 +28,7 @@ import tarfile
 import time
 from pathlib import Path
 
-from pmtrec.study.paths import bench_path
+from pmtrec.study.paths import bench_path, probe_path, run_path
 from pmtrec.training.per_user import per_user_path
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -70,12 +70,12 @@ def finished_files(workdir: Path) -> list[str]:
 def unprobed(workdir: Path) -> list[str]:
     """Finished main runs whose embedding tables still wait for their probe: the tables are not
     saved, so on a new machine these runs train again (a probe's output is saved once it exists)."""
-    runs = workdir / "results" / "runs"
     out = []
-    for emb in sorted(runs.rglob("*.emb.npz")):
-        rel = emb.relative_to(runs).as_posix()[: -len(".emb.npz")]
-        if (emb.parent / f"{emb.name[: -len('.emb.npz')]}.json").is_file() and \
-                not (workdir / "results" / "analysis" / "probes" / f"{rel}.json").is_file():
+    for emb in sorted((workdir / "results" / "runs").rglob("*.emb.npz")):
+        dataset, method, name = emb.relative_to(workdir / "results" / "runs").parts
+        seed = name[len("seed"):-len(".emb.npz")]
+        if (workdir / run_path(dataset, method, seed)).is_file() and \
+                not (workdir / probe_path(dataset, method, seed)).is_file():
             out.append(_rel(emb, workdir))
     return out
 

@@ -15,9 +15,8 @@ import argparse
 import sys
 from pathlib import Path
 
-import yaml
-
-from pmtrec.study import load_study
+from benchmarks.study_cost import load_plan
+from pmtrec.errors import PmtrecError
 from pmtrec.study.paths import ablation_path
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -35,10 +34,12 @@ def priority_targets(study, control: str = "pmtrec-shuffled") -> list[str]:
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--config", default=str(ROOT / "config" / "reference.yaml"))
+    ap.add_argument("--config", type=Path, default=ROOT / "config" / "reference.yaml")
     args = ap.parse_args(argv)
-    study = load_study(yaml.safe_load(Path(args.config).read_text()),
-                       str(ROOT / "workflow" / "schemas" / "config.schema.yaml"))
+    try:
+        study = load_plan(args.config)
+    except PmtrecError as exc:
+        raise SystemExit(f"targets: {exc}") from None
     sys.stdout.write("".join(f"{t}\n" for t in priority_targets(study)))
     return 0
 
