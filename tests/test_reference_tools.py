@@ -158,6 +158,40 @@ def test_progress_counts_the_saved_files_of_the_plan_per_dataset_and_stage(capsy
     assert md[0] == "| dataset | tune | main | probe | ablation | sensitivity |" and md[2].startswith("| ciao | 0/80 | 2/105 |")
 
 
+def test_the_cpu_hours_left_price_each_missing_job_at_its_method_stage_and_dataset_mean(tmp_path):
+    from benchmarks.study_cost import load_plan
+    from pmtrec.study.paths import run_path, tune_path
+
+    study = load_plan(ROOT / "config" / "reference.yaml")
+    tune = {m: [f for f in study.tune_runs() if f"/ciao-cold/{m}/" in f] for m in ("single", "ew", "pmtrec")}
+    assert [len(v) for v in tune.values()] == [4, 4, 4]
+    seconds = {progress.bench_of(f): 1800.0 for f in tune["single"]}   # single tuned in 0.5 h a job
+    seconds |= {progress.bench_of(f): 3600.0 for f in tune["ew"][:2]}  # ew: half its tuning, 1 h a job
+    seconds[progress.bench_of(run_path("ciao-cold", "mostpop", 0))] = 36.0
+    seconds[progress.bench_of(run_path("ciao-cold", "single", 0))] = 7200.0
+    assert progress.bench_of(tune_path("d", "m", "p=1", 100)) == "benchmarks/runs/tune/d/m/p=1/seed100.tsv"
+    assert progress.bench_of(run_path("d", "m", 3)) == "benchmarks/runs/train/d/m/seed3.tsv"
+    done = set(tune["single"]) | set(tune["ew"][:2]) | {run_path("ciao-cold", "mostpop", 0),
+                                                         run_path("ciao-cold", "single", 0)}
+    left = progress.remaining_hours(study, done, seconds)
+    # tuning: ew 2 x 1 h, pmtrec (nothing measured) 4 x the tuning mean 2400 s; main: mostpop 4 x 36 s,
+    # single 4 x 2 h, ew 5 x its tuning's 1 h, pmtrec 5 x 2400 s; the probe of single seed 0 retrains it (2 h)
+    expected = (2 * 3600 + 4 * 2400 + 4 * 36 + 4 * 7200 + 5 * 3600 + 5 * 2400 + 7200) / 3600
+    assert left["ciao-cold"] == pytest.approx(expected)
+    # nothing measured on the other datasets: unknown, not free
+    assert np.isnan(left["ciao"]) and np.isnan(left["all"]) and left.index.tolist()[-1] == "all"
+    kept = progress.remaining_hours(study, done, seconds, tables={run_path("ciao-cold", "single", 0)})
+    assert kept["ciao-cold"] == pytest.approx(expected - 2.0)  # its embedding tables exist: no retraining
+    # measured seconds come from the saved parts' benchmark files and the workflow folder's
+    bench = tmp_path / "work" / "benchmarks" / "runs" / "train" / "ciao" / "ew" / "seed0.tsv"
+    bench.parent.mkdir(parents=True)
+    bench.write_text("s\th:m:s\tmax_rss\n12.5\t0:00:12\t100\n")
+    _job(tmp_path / "old", "runs", "train", "lastfm/single/seed1")  # a saved job, measured at 1 s
+    snapshot.save(tmp_path / "old", tmp_path / "parts")
+    assert progress.measured_seconds(tmp_path / "parts", tmp_path / "work") == \
+        {"benchmarks/runs/train/ciao/ew/seed0.tsv": 12.5, "benchmarks/runs/train/lastfm/single/seed1.tsv": 1.0}
+
+
 def test_the_pick_ranks_per_dataset_then_by_mean_rank_and_score():
     frame = pd.DataFrame([
         ("ciao", "uw", 0.050), ("ciao", "dwa", 0.049), ("ciao", "famo", 0.048), ("ciao", "rlw", 0.047),

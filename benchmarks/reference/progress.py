@@ -5,18 +5,30 @@
 Counts the result files of config/reference.yaml's plan (tuning, main runs, their probes, ablations,
 sensitivity) that the parts of reports/reference/runs hold (``--workdir``: or that exist there,
 finished or saved). Prints a table; ``--markdown`` prints it as a Markdown table.
+
+Its last column, ``CPU-h left``, estimates the CPU-hours still to run: each missing job at the mean
+measured time (Snakemake benchmark ``s``; the jobs are one-thread) of the finished jobs of its
+dataset, stage and method; else of that method on another stage (its tuning); else of the stage's
+other jobs (not for main runs, whose untrained baselines finish first); else of the dataset's tuning
+jobs; ``?`` when nothing of the dataset is measured. A missing probe costs its main run again when
+that run is finished but its embedding tables are gone (they are not saved), else nothing (a probe
+takes seconds).
 """
 
 from __future__ import annotations
 
 import argparse
+import re
 import sys
+import tarfile
+from io import StringIO
 from pathlib import Path
 
 import pandas as pd
 from benchmarks.reference.snapshot import PARTS, finished_files, saved_files
 from benchmarks.study_cost import load_plan
 from pmtrec.errors import PmtrecError
+from pmtrec.study.paths import bench_path, run_path
 
 ROOT = Path(__file__).resolve().parents[2]
 STAGES = ("tune", "main", "probe", "ablation", "sensitivity")
@@ -51,6 +63,75 @@ def progress(study, done: set[str]) -> pd.DataFrame:
     return table.reindex([d for d in order if d in table.index]).rename_axis(index="dataset", columns=None)
 
 
+def bench_of(result: str) -> str | None:
+    """The Snakemake benchmark file of a training job's result file (None for probes)."""
+    parts = result.split("/")
+    stage = {"runs": "train"}.get(parts[1], parts[1])
+    if stage == "analysis":
+        return None
+    return bench_path(stage, *re.sub(r"\.json$", "", "/".join(parts[2:])).split("/"))
+
+
+def measured_seconds(parts: Path = PARTS, workdir: Path | None = None) -> dict[str, float]:
+    """Benchmark file -> its measured seconds, from the saved parts (and ``workdir``'s files)."""
+    out: dict[str, float] = {}
+    for tar_path in sorted(parts.glob("part-*.tar.xz")):
+        with tarfile.open(tar_path) as tar:
+            for m in tar.getmembers():
+                if m.isfile() and m.name.endswith(".tsv"):
+                    out[m.name] = _seconds(tar.extractfile(m).read().decode())
+    if workdir is not None:
+        for tsv in (workdir / "benchmarks" / "runs").rglob("*.tsv"):
+            out[tsv.relative_to(workdir).as_posix()] = _seconds(tsv.read_text())
+    return {k: v for k, v in out.items() if v == v}
+
+
+def _seconds(text: str) -> float:
+    try:
+        return float(pd.read_csv(StringIO(text), sep="\t")["s"].iloc[0])
+    except (KeyError, IndexError, ValueError, pd.errors.ParserError, pd.errors.EmptyDataError):
+        return float("nan")
+
+
+def remaining_hours(study, done: set[str], seconds: dict[str, float], tables: set[str] = frozenset()) -> pd.Series:
+    """Per dataset (and 'all'): the estimated CPU-hours of the plan's missing jobs (module docstring).
+    ``tables``: main runs whose embedding tables exist, so their missing probe costs nothing."""
+    plan = planned(study)
+    sums: dict[tuple, list[float]] = {}
+    for stage, files in plan.items():
+        for f in files:
+            if f in done and (b := bench_of(f)) in seconds:
+                d, m = _dataset(f), f.split("/")[3]
+                for key in ((d, stage, m), (d, m), (d, stage), (d,)):
+                    sums.setdefault(key, []).append(seconds[b])
+    mean = {k: sum(v) / len(v) for k, v in sums.items()}
+    probe_of = {e["path"]: e for e in study.probe_entries()}
+
+    def job(stage: str, f: str) -> float:
+        d, m = _dataset(f), f.split("/")[3]
+        # the same method on this stage, else on another stage (its tuning), else the stage's other jobs
+        # (not for main runs: their cheapest, untrained baselines finish first), else the tuning jobs
+        keys = ((d, stage, m), (d, m)) + (((d, stage),) if stage != "main" else ()) + ((d, "tune"), (d,))
+        return next((mean[k] for k in keys if k in mean), float("nan"))  # nothing measured: unknown
+
+    def cost(stage: str, f: str) -> float:
+        if stage == "probe":
+            e = probe_of[f]
+            run = run_path(e["dataset"], e["method"], e["seed"])
+            return job("main", run) if run in done and run not in tables else 0.0
+        return job(stage, f)
+
+    left: dict[str, float] = {}
+    for stage, files in plan.items():
+        for f in files:
+            if f not in done:
+                left[_dataset(f)] = left.get(_dataset(f), 0.0) + cost(stage, f) / 3600
+    order = list(dict.fromkeys(study.datasets))
+    out = pd.Series({d: left.get(d, 0.0) for d in order}, dtype=float)
+    out["all"] = out.sum(skipna=False)
+    return out
+
+
 def markdown(table: pd.DataFrame) -> str:
     """The table as Markdown (by hand: pandas' to_markdown needs tabulate, not a dependency of ours)."""
     head = ["dataset", *table.columns]
@@ -74,6 +155,12 @@ def main(argv=None) -> int:
     if args.workdir:
         done |= set(finished_files(args.workdir))
     table = progress(study, done)
+    tables = set()
+    if args.workdir:  # main runs whose embedding tables are still there (their probe needs no retraining)
+        tables = {e.as_posix().replace(".emb.npz", ".json").replace(f"{args.workdir.as_posix()}/", "")
+                  for e in (args.workdir / "results" / "runs").rglob("*.emb.npz")}
+    left = remaining_hours(study, done, measured_seconds(args.parts, args.workdir), tables)
+    table["CPU-h left"] = left.reindex(table.index).map(lambda h: "?" if h != h else f"{h:.1f}")
     print(markdown(table) if args.markdown else table.to_string())
     return 0
 
