@@ -356,3 +356,130 @@ def test_the_confirmation_without_finished_runs_is_a_one_line_error(tmp_path):
 
     with pytest.raises(SystemExit, match="no finished main run"):
         confirmation.main(["--workdir", str(tmp_path)])
+
+
+def _published(tmp_path: Path) -> Path:
+    """A published reference study as publish writes it: tables, headline, cost and two report
+    sections built by the report's own code."""
+    from pmtrec.report import Section, claims as claims_section, personalization
+
+    ref = tmp_path / "reports" / "reference"
+    ref.mkdir(parents=True)
+    tables = shutil.copytree(_tables(tmp_path), ref / "tables")
+    comparisons = pd.read_csv(tables / "comparisons.csv")
+    control = {"dataset": "ciao", "method": "pmtrec-shuffled", "metric": "ndcg@20", "diff": 0.0001, "ci_low": -0.001,
+               "ci_high": 0.001, "p_holm": 0.9, "verdict": "equivalent"}
+    pd.concat([comparisons, pd.DataFrame([control])]).to_csv(tables / "comparisons.csv", index=False)
+    # seed-paired runs: ew leads on validation, pmtrec on test; mostpop and the control lead validation
+    # but are not multi-task methods
+    values = {"single": ([0.060, 0.061, 0.062], [0.040, 0.041, 0.042]), "ew": ([0.070, 0.071, 0.072], [0.048, 0.050, 0.049]),
+              "pmtrec": ([0.065, 0.066, 0.067], [0.050, 0.052, 0.051]), "mostpop": ([0.09] * 3, [0.01] * 3),
+              "static-schedule": ([0.08] * 3, [0.03] * 3)}
+    rows = [{"kind": "main", "dataset": "ciao", "method": m, "variant": "", "seed": s, "split": split,
+             "metric": "ndcg@20", "value": v[i][s]} for m, v in values.items() for s in range(3)
+            for i, split in enumerate(("valid", "test"))]
+    rows.append({**rows[0], "variant": "cold", "method": "ew", "value": 0.9})  # another setting: left out
+    pd.DataFrame(rows).to_csv(tables / "runs.csv", index=False)
+    groups = [{"kind": "main", "dataset": "ciao", "method": m, "variant": "", "seed": s, "split": "test", "group": g,
+               "n_users": 100 * (g + 1), "metric": "ndcg@20", "value": base + 0.01 * g + 0.001 * s * (m == "ew")}
+              for m, base in (("single", 0.04), ("ew", 0.05)) for g in (1, 0) for s in range(3)]
+    pd.DataFrame(groups).to_csv(tables / "groups.csv", index=False)
+    publish.headline(tables).to_csv(ref / "headline.csv", index=False)
+    publish.cpu_hours(tables).to_csv(ref / "cpu_hours.csv", index=False)
+    claims = pd.read_csv(tables / "claims.csv")
+    sec = Section(ref / "sections" / "00_claims", "Claims", order=0)
+    for claim in sorted(claims["claim"].unique()):
+        t, reading = claims_section.claim_table(claims, claim)
+        sec.table(t, f"Claim {claim}.", reading, name=f"claim-{claim}")
+    t, reading = claims_section.controls_table(pd.read_csv(tables / "comparisons.csv"))
+    sec.table(t, "Controls.", reading, name="controls")
+    sec.save()
+    weights = pd.DataFrame([{"dataset": "ciao", "method": "pmtrec", "kind": "main", "seed": s, "epoch": 5,
+                             "table": "user", "group": g, "task": task, "weight": w}
+                            for s in range(3) for g, (rec, social) in enumerate(((0.6, 0.4), (0.8, 0.2)))
+                            for task, w in (("rec", rec), ("social", social))])
+    final = personalization.final_row_weights(weights, "ciao")
+    sec = Section(ref / "sections" / "04_personalization", "Personalization", order=4)
+    sec.figure(personalization.row_weight_plot(final), "Row weights on ciao.",
+               personalization.row_weight_reading(final, "ciao"), name="row-weights-ciao")
+    sec.save()
+    return ref
+
+
+def test_findings_repeat_the_reports_readings_and_pair_negative_transfer_by_seed(tmp_path):
+    from scipy import stats
+
+    from benchmarks.reference import findings
+
+    ref = _published(tmp_path)
+    nt = findings.negative_transfer(pd.read_csv(ref / "tables" / "runs.csv"), pd.read_csv(ref / "headline.csv"))
+    # the headline's multi-task methods (pmtrec, ew), and the best by validation: ew (not mostpop or the control)
+    assert nt["method"].tolist() == ["pmtrec", "ew"] and nt["best_by_validation"].tolist() == [False, True]
+    ew = nt.set_index("method").loc["ew"]
+    half = stats.t.ppf(0.975, 2) * 0.001 / np.sqrt(3)         # test differences 0.008, 0.009, 0.007
+    assert ew["test_diff"] == pytest.approx(0.008) and ew["test_low"] == pytest.approx(0.008 - half)
+    assert ew["valid_diff"] == pytest.approx(0.010) and ew["valid_low"] == pytest.approx(0.010)  # no spread
+    assert ew["n_seeds"] == 3
+    g = findings.group_transfer(pd.read_csv(ref / "tables" / "groups.csv"), "ciao", "ew")
+    assert g["group"].tolist() == ["0", "1"] and g["n_users"].tolist() == [100, 200]
+    assert g["diff"].tolist() == pytest.approx([0.011, 0.011])   # 0.01 + 0.001 * mean seed
+
+    doc = tmp_path / "docs" / "findings.md"
+    doc.parent.mkdir()
+    doc.write_text(f"# Findings\n\nintro\n{findings.START}\nSTALE-BLOCK\n{findings.END}\n## Discussion\n\nby hand\n")
+    totals = tmp_path / "totals.csv"
+    pd.DataFrame([{"stage": "tune", "jobs": 900, "cpu_h": 80.0, "wall_h": 20.0},
+                  {"stage": "total", "jobs": 1000, "cpu_h": 100.0, "wall_h": 25.0}]).to_csv(totals, index=False)
+    findings.write(findings.generate(ref, totals, "python -m benchmarks.study_cost --cores 4", doc.parent), doc)
+    text = doc.read_text()
+    assert text.startswith("# Findings\n\nintro\n") and text.endswith(f"{findings.END}\n## Discussion\n\nby hand\n")
+    assert "STALE-BLOCK" not in text
+    claims_json = (ref / "sections" / "00_claims" / "section.json").read_text()
+    import json
+
+    items = {i["id"]: i for i in json.loads(claims_json)["items"]}
+    assert items["claim-1"]["reading"] in text and items["controls"]["reading"] in text
+    assert "| ciao | ndcg@20 | **supported** |" in text.lower()
+    assert "([figure](../reports/reference/sections/04_personalization/fig_row-weights-ciao.svg))" in text
+    assert "the main task's weight on the rows of the least active users is 0.600" in text
+    assert f"| ciao | ew (best by validation) | +0.0100 [+0.0100, +0.0100] | +0.0080 [{0.008 - half:+.4f}, {0.008 + half:+.4f}] " \
+           "| multi-task better | 3 |" in text
+    assert "On ciao, no multi-task method shown is below `single`; above `single`: pmtrec, ew" in text
+    assert "| 0 | 100 | +0.0110 [" in text
+    assert "(`python -m benchmarks.study_cost --cores 4`), at 4 one-thread jobs at once" in text
+    assert "| tune | 900 | 80.0 | 20.0 |" in text and "| ciao | 1.50 | 2.00 | 3.50 |" in text
+    assert "1. *PMTRec beats*: ciao: supported." in text   # publish's headline block, the same text
+
+
+def test_findings_without_a_published_study_or_markers_is_a_one_line_error(tmp_path):
+    from benchmarks.reference import findings
+
+    with pytest.raises(SystemExit, match=r"^findings: .*headline.csv: file not found"):
+        findings.generate(tmp_path)
+    ref = _published(tmp_path)
+    (ref / "sections" / "04_personalization" / "section.json").unlink()
+    with pytest.raises(SystemExit, match=r"04_personalization/section.json: file not found"):
+        findings.generate(ref)
+    doc = tmp_path / "f.md"
+    doc.write_text("# no markers\n")
+    with pytest.raises(SystemExit, match="markers"):
+        findings.write("x\n", doc)
+    assert doc.read_text() == "# no markers\n"
+
+
+def test_publish_copies_the_report_tables_and_each_sections_tables_figures_and_json(tmp_path):
+    work, out = tmp_path / "work", tmp_path / "out"
+    (work / "reports").mkdir(parents=True)
+    (work / "reports" / "pmtrec_report.pdf").write_bytes(b"%PDF")
+    (work / "results" / "tables").mkdir(parents=True)
+    (work / "results" / "tables" / "summary.csv").write_text("a\n1\n")
+    sec = work / "results" / "report" / "00_claims"
+    sec.mkdir(parents=True)
+    for name in ("section.json", "tab_claim-1.csv", "tab_claim-1.tex", "fig_x.svg", "notes.txt"):
+        (sec / name).write_text(name)
+    with pytest.raises(SystemExit, match="no report"):
+        publish.copy_artefacts(tmp_path / "empty", out)
+    publish.copy_artefacts(work, out)
+    assert (out / "pmtrec_report.pdf").read_bytes() == b"%PDF" and (out / "tables" / "summary.csv").is_file()
+    assert sorted(p.name for p in (out / "sections" / "00_claims").iterdir()) == \
+        ["fig_x.svg", "section.json", "tab_claim-1.csv", "tab_claim-1.tex"]

@@ -7,8 +7,9 @@ headline table's seed intervals and the CPU-hours, both from its tables):
 
 * ``reports/pmtrec_report.pdf`` -> ``reports/reference/pmtrec_report.pdf``;
 * ``results/tables/*.csv`` -> ``reports/reference/tables/`` (the aggregated numeric tables);
-* ``results/report/<section>/`` tables (``tab_*.csv``, booktabs ``tab_*.tex``) and figures
-  (``fig_*.svg``) -> ``reports/reference/sections/<section>/``;
+* ``results/report/<section>/`` tables (``tab_*.csv``, booktabs ``tab_*.tex``), figures
+  (``fig_*.svg``) and ``section.json`` (the section as the report shows it, with its readings:
+  benchmarks.reference.findings reads it) -> ``reports/reference/sections/<section>/``;
 
 and writes ``reports/reference/headline.csv`` (per dataset: PMTRec, the best tuned baseline, EW
 and single, test NDCG@20 with a 95% t-interval over the reported seeds, the difference to PMTRec
@@ -157,7 +158,7 @@ def reference_readme(workdir: Path, out: Path, cost: pd.DataFrame, config: str =
         "| path | what |", "|---|---|",
         "| `pmtrec_report.pdf` | the report, rendered by the workflow |",
         "| `tables/` | the aggregated numeric tables (`pmtrec.aggregate`; columns in docs/report.md) |",
-        "| `sections/<section>/` | each report section's tables (`tab_*.csv`, booktabs `tab_*.tex`) and figures (`fig_*.svg`) |",
+        "| `sections/<section>/` | each report section's tables (`tab_*.csv`, booktabs `tab_*.tex`), figures (`fig_*.svg`) and `section.json` (its tables and readings as the report shows them) |",
         "| `headline.csv` | per dataset: PMTRec, the best tuned baseline, EW and single (README, Results) |",
         "| `cpu_hours.csv` | the table above |",
         f"| `runs/part-*.tar.xz` | every finished job's result JSON and per-user metrics, with its Snakemake benchmark "
@@ -189,7 +190,7 @@ def copy_artefacts(workdir: Path, out: Path) -> None:
             shutil.rmtree(out / sub)
     shutil.copytree(workdir / "results" / "tables", out / "tables", ignore=shutil.ignore_patterns("*.tmp"))
     for section in sorted((workdir / "results" / "report").iterdir()):
-        files = [f for f in section.iterdir() if re.match(r"(tab_.*\.(csv|tex)|fig_.*\.svg)$", f.name)]
+        files = [f for f in section.iterdir() if re.match(r"(tab_.*\.(csv|tex)|fig_.*\.svg|section\.json)$", f.name)]
         if files:
             (out / "sections" / section.name).mkdir(parents=True, exist_ok=True)
             for f in files:
