@@ -445,7 +445,7 @@ def test_findings_repeat_the_reports_readings_and_pair_negative_transfer_by_seed
     assert f"| ciao | ew (best by validation) | +0.0100 [+0.0100, +0.0100] | +0.0080 [{0.008 - half:+.4f}, {0.008 + half:+.4f}] " \
            "| multi-task better | 3 |" in text
     assert "On ciao, no multi-task method shown is below `single`; above `single`: pmtrec, ew" in text
-    assert "| 0 | 100 | +0.0110 [" in text
+    assert "| 1 (least active) | 100 | +0.0110 [" in text and "| 2 (most active) | 200 | +0.0110 [" in text
     assert "(`python -m benchmarks.study_cost --cores 4`), at 4 one-thread jobs at once" in text
     assert "| tune | 900 | 80.0 | 20.0 |" in text and "| ciao | 1.50 | 2.00 | 3.50 |" in text
     assert "1. *PMTRec beats*: ciao: supported." in text   # publish's headline block, the same text

@@ -35,6 +35,7 @@ import pandas as pd
 from scipy import stats
 
 from benchmarks.reference import publish
+from pmtrec.report.personalization import group_label
 from pmtrec.study.statistics import CONTROLS, baseline_models
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -202,10 +203,11 @@ def transfer_markdown(nt: pd.DataFrame, groups: pd.DataFrame) -> list[str]:
         g = group_transfer(groups, dataset, best)
         if g.empty:
             continue
-        out += ["", f"Per user-activity group on {dataset} (test NDCG@20, {best} minus `single`; group 0 the "
-                    "least active users):", "", "| group | users | difference [95% CI] | reads |", "|---|---|---|---|"]
-        out += [f"| {r['group']} | {r['n_users']} | {_ci(r['diff'], r['low'], r['high'])} | "
-                f"{_side(r['low'], r['high'])} |" for r in g.to_dict("records")]
+        out += ["", f"Per user-activity group on {dataset} (test NDCG@20, {best} minus `single`; groups "
+                    "numbered as in the report):", "", "| group | users | difference [95% CI] | reads |",
+                "|---|---|---|---|"]
+        out += [f"| {group_label(r['group'], len(g)).replace(chr(10), ' ')} | {r['n_users']} | "
+                f"{_ci(r['diff'], r['low'], r['high'])} | {_side(r['low'], r['high'])} |" for r in g.to_dict("records")]
     return out
 
 
