@@ -3,8 +3,10 @@ pre-registered pick of the Epinions baselines (benchmarks/reference)."""
 
 from __future__ import annotations
 
+import argparse
 import os
 import shutil
+import subprocess
 from pathlib import Path
 
 import numpy as np
@@ -91,6 +93,52 @@ def test_save_warns_of_finished_runs_whose_probe_has_not_run(tmp_path, capsys):
     assert "1 finished main runs have no probe yet (e.g. results/runs/ciao/ew/seed1.emb.npz)" in err
     (work / "results/analysis/probes/ciao/ew/seed1.json").write_text("{}")
     assert snapshot.unprobed(work) == []
+
+
+def _git(repo: Path, *args: str) -> str:
+    return subprocess.run(["git", "-C", str(repo), *args], check=True, capture_output=True, text=True).stdout
+
+
+def test_commit_commits_the_new_parts_only_and_leaves_other_staged_work_staged(tmp_path, monkeypatch):
+    for key in ("AUTHOR", "COMMITTER"):
+        monkeypatch.setenv(f"GIT_{key}_NAME", "t")
+        monkeypatch.setenv(f"GIT_{key}_EMAIL", "t@t")
+    repo, work = tmp_path / "repo", tmp_path / "work"
+    parts = repo / "reports/reference/runs"
+    _git(tmp_path, "init", "-q", str(repo))
+    (repo / "other.txt").write_text("mine\n")
+    _git(repo, "add", "other.txt")                                               # someone's staged work
+    _job(work, "runs", "train", "ciao/ew/seed0")
+    snapshot.save(work, parts)
+    assert snapshot.commit(parts) == "reference study: saved results part-000"
+    assert sorted(_git(repo, "show", "--name-only", "--format=", "HEAD").split()) == [
+        "reports/reference/runs/part-000.tar.xz", "reports/reference/runs/part-000.txt"]
+    assert _git(repo, "diff", "--cached", "--name-only").split() == ["other.txt"]  # still staged
+    assert snapshot.commit(parts) is None                                        # nothing new
+    _job(work, "runs", "train", "ciao/ew/seed1")
+    snapshot.save(work, parts)
+    assert snapshot.commit(parts) == "reference study: saved results part-001"
+
+
+def test_watch_saves_while_the_workdir_is_locked_and_once_after(tmp_path, monkeypatch):
+    work = tmp_path / "work"
+    locks = work / ".snakemake/locks"
+    locks.mkdir(parents=True)
+    (locks / "0.input.lock").write_text("")
+    assert snapshot.running(work)
+    clock = [0.0]
+    monkeypatch.setattr(snapshot.time, "monotonic", lambda: clock[0])
+    monkeypatch.setattr(snapshot.time, "sleep", lambda s: clock.__setitem__(0, clock[0] + s))
+    saved = []
+
+    def save_once(args):
+        saved.append(clock[0])
+        if len(saved) == 3:                                                      # the run ends
+            (locks / "0.input.lock").unlink()
+
+    calls = snapshot.watch(argparse.Namespace(workdir=work, every=30), save_once, poll=10.0)
+    assert saved == [1800.0, 3600.0, 5400.0, 5400.0] and calls == 4
+    assert not snapshot.running(work) and not snapshot.running(tmp_path / "none")
 
 
 def test_the_rerun_check_tells_a_reproduced_run_from_one_that_differs(tmp_path, capsys):

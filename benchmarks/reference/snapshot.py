@@ -2,6 +2,7 @@
 
     .venv/bin/python -m benchmarks.reference.snapshot save    --workdir /work/ref
     .venv/bin/python -m benchmarks.reference.snapshot restore --workdir /work/ref2
+    .venv/bin/python -m benchmarks.reference.snapshot watch   --workdir /work/ref --every 30 --commit
 
 The reference study takes longer than one sitting, and the machine it runs on may be replaced
 between sittings. ``save`` packs every result file of a finished job under ``--workdir``/results
@@ -17,12 +18,19 @@ prepared data and downloads (rebuilt from the mirror), tables, notebooks and the
 ``prepare`` targets first) and gives every unpacked file one modification time, later than the
 prepared data's, so Snakemake (mtime rerun trigger, no metadata for these files) sees them as up
 to date and runs only what is missing.
+
+``watch`` saves every ``--every`` minutes while Snakemake holds a lock in ``--workdir`` (then once
+more, and stops): a sitting cut off before its end loses at most that many minutes of finished
+jobs. ``--commit`` (with ``save`` or ``watch``) commits the parts folder's new parts, and only
+them (a path-limited commit: whatever else is staged stays staged); a failed commit (e.g. git busy)
+is reported, and the next one picks the part up.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import subprocess
 import sys
 import tarfile
 import time
@@ -113,22 +121,73 @@ def restore(workdir: Path, parts: Path = PARTS) -> int:
     return count
 
 
+def commit(parts: Path = PARTS) -> str | None:
+    """Commit the parts folder's uncommitted parts (only them); the commit's message, or None."""
+    git = ["git", "-C", str(parts)]
+    subprocess.run([*git, "add", "--", "."], check=True, capture_output=True)
+    staged = subprocess.run([*git, "diff", "--cached", "--name-only", "--relative", "--", "."],
+                            check=True, capture_output=True, text=True).stdout.split()
+    new = sorted(Path(f).name.removesuffix(".tar.xz") for f in staged if f.endswith(".tar.xz"))
+    if not new:
+        return None
+    message = f"reference study: saved results {', '.join(new)}"
+    subprocess.run([*git, "commit", "-q", "-m", message, "--", "."], check=True, capture_output=True, text=True)
+    return message
+
+
+def running(workdir: Path) -> bool:
+    """Whether a Snakemake run holds a lock in ``workdir``."""
+    locks = workdir / ".snakemake" / "locks"
+    return locks.is_dir() and any(locks.iterdir())
+
+
+def watch(args, save_once, poll: float = 10.0) -> int:
+    """Call ``save_once(args)`` every ``args.every`` minutes while ``args.workdir`` is locked, and
+    once when the lock goes; the number of calls."""
+    calls, due = 0, time.monotonic() + args.every * 60
+    while running(args.workdir):
+        time.sleep(min(poll, max(0.0, due - time.monotonic())))
+        if time.monotonic() >= due:
+            save_once(args)
+            calls, due = calls + 1, time.monotonic() + args.every * 60
+    save_once(args)
+    return calls + 1
+
+
+def _save(args) -> None:
+    made = save(args.workdir, args.parts)
+    print(f"snapshot: {made} ({len(made.with_suffix('').with_suffix('.txt').read_text().split())} files)"
+          if made else "snapshot: nothing new to save", flush=True)
+    if args.commit:
+        try:
+            message = commit(args.parts)
+            if message:
+                print(f"snapshot: committed ({message})", flush=True)
+        except subprocess.CalledProcessError as e:
+            print(f"snapshot: commit failed, the next save retries: {(e.stderr or '').strip() or e}",
+                  file=sys.stderr, flush=True)
+    waiting = unprobed(args.workdir)
+    if waiting:
+        print(f"snapshot: warning: {len(waiting)} finished main runs have no probe yet (e.g. {waiting[0]}); "
+              "their embedding tables are not saved, so a new machine trains them again", file=sys.stderr)
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("action", choices=["save", "restore"])
+    p.add_argument("action", choices=["save", "restore", "watch"])
     p.add_argument("--workdir", type=Path, required=True, help="the study's workflow folder")
     p.add_argument("--parts", type=Path, default=PARTS, help=f"the parts folder (default {PARTS})")
+    p.add_argument("--commit", action="store_true", help="commit the new parts (path-limited)")
+    p.add_argument("--every", type=float, default=30.0, help="watch: minutes between saves (default 30)")
     args = p.parse_args(argv)
-    if not (args.workdir / "results").is_dir() and args.action == "save":
+    if not (args.workdir / "results").is_dir() and args.action in ("save", "watch"):
         raise SystemExit(f"snapshot: {args.workdir}/results: no such folder")
+    if args.every <= 0:
+        raise SystemExit(f"snapshot: --every {args.every}: must be positive")
     if args.action == "save":
-        made = save(args.workdir, args.parts)
-        print(f"snapshot: {made} ({len(made.with_suffix('').with_suffix('.txt').read_text().split())} files)"
-              if made else "snapshot: nothing new to save")
-        waiting = unprobed(args.workdir)
-        if waiting:
-            print(f"snapshot: warning: {len(waiting)} finished main runs have no probe yet (e.g. {waiting[0]}); "
-                  "their embedding tables are not saved, so a new machine trains them again", file=sys.stderr)
+        _save(args)
+    elif args.action == "watch":
+        watch(args, _save)
     else:
         print(f"snapshot: restored {restore(args.workdir, args.parts)} files into {args.workdir}")
     return 0
